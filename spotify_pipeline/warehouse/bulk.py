@@ -1,0 +1,231 @@
+"""The one bulk-upsert path every loader uses.
+
+PostgreSQL: rows stream through `COPY` into a temporary table, then one `INSERT ... SELECT ... ON CONFLICT`
+moves them into the target, all in one transaction. SQLite: one `executemany` of
+`INSERT ... ON CONFLICT` in one transaction. Either way a call is all or nothing, the last row wins when a
+key repeats within a call, and rows whose values did not change are left untouched (so `touch` columns
+such as `updated_at` move only on a real change).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+SQLITE_BATCH_ROWS = 5_000
+
+
+class BulkLoadError(ValueError):
+    """Rows handed to `bulk_upsert` do not fit the target table."""
+
+
+def bulk_upsert(
+    bind: sa.Engine | sa.Connection,
+    table: str,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    key: Sequence[str],
+    update: Sequence[str] | None = None,
+    touch: Sequence[str] = (),
+) -> int:
+    """Insert `rows` into `table`, updating existing rows that share `key`. Returns the number of rows read.
+
+    `update`: columns overwritten on conflict (default: every non-key column in the rows; empty: keep the
+    existing row). `touch`: timestamp columns set to the current time whenever a row is inserted or changed.
+    With an Engine the call runs in its own transaction; with a Connection it joins the caller's
+    transaction, so several loads can commit together.
+    """
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    columns = list(first.keys())
+    for name in [table, *columns, *key, *(update or ()), *touch]:
+        if not _IDENTIFIER.match(name):
+            raise BulkLoadError(f"not a plain SQL identifier: {name!r}")
+    missing_keys = [k for k in key if k not in columns]
+    if missing_keys:
+        raise BulkLoadError(f"{table}: key column(s) {missing_keys} missing from the rows")
+    update_columns = [c for c in columns if c not in key] if update is None else list(update)
+    all_rows = itertools.chain([first], iterator)
+    with _transaction(bind) as conn:
+        upsert = _upsert_postgres if conn.dialect.name == "postgresql" else _upsert_sqlite
+        try:
+            return upsert(conn, table, columns, all_rows, key, update_columns, touch)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # Raw driver cursors are used for speed; surface their errors as SQLAlchemy's, like any query.
+            raise sa.exc.DBAPIError.instance(
+                f"bulk upsert into {table}", None, exc, conn.dialect.loaded_dbapi.Error
+            ) from exc
+
+
+@contextmanager
+def _transaction(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        yield bind
+
+
+def _conflict_clause(
+    table: str, key: Sequence[str], update: Sequence[str], touch: Sequence[str], now: str, excluded: str
+) -> str:
+    if not update:
+        return f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    assignments = [f"{c} = {excluded}.{c}" for c in update] + [f"{c} = {now}" for c in touch if c not in update]
+    old = ", ".join(f"{table}.{c}" for c in update)
+    new = ", ".join(f"{excluded}.{c}" for c in update)
+    distinct = "IS DISTINCT FROM" if excluded == "EXCLUDED" else "IS NOT"
+    # Row values need at least two members on SQLite; a one-column list compares plain values.
+    changed = f"({old}) {distinct} ({new})" if len(update) > 1 else f"{old} {distinct} {new}"
+    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(assignments)} WHERE {changed}"
+
+
+def _upsert_sqlite(conn, table, columns, rows, key, update, touch) -> int:
+    insert_columns = columns + [c for c in touch if c not in columns]
+    values = ["?"] * len(columns) + ["CURRENT_TIMESTAMP"] * (len(insert_columns) - len(columns))
+    sql = (
+        f"INSERT INTO {table} ({', '.join(insert_columns)}) VALUES ({', '.join(values)}) "
+        + _conflict_clause(table, key, update, touch, "CURRENT_TIMESTAMP", "excluded")
+    )
+    cursor = conn.connection.driver_connection.cursor()
+    count = 0
+    try:
+        values_iter = (_row_values(row, columns, _sqlite_value) for row in rows)
+        while batch := list(itertools.islice(values_iter, SQLITE_BATCH_ROWS)):
+            cursor.executemany(sql, batch)
+            count += len(batch)
+    finally:
+        cursor.close()
+    return count
+
+
+def _upsert_postgres(conn, table, columns, rows, key, update, touch) -> int:
+    staging = f"_bulk_{table}"
+    seq = "_bulk_seq"
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(f"DROP TABLE IF EXISTS {staging}")
+        cursor.execute(
+            f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
+            f"SELECT {', '.join(columns)}, 0::bigint AS {seq} FROM {table} WITH NO DATA"
+        )
+        stream = _CopyStream(_copy_lines(rows, columns))
+        try:
+            cursor.copy_expert(f"COPY {staging} ({', '.join(columns)}, {seq}) FROM STDIN", stream)
+        except Exception:
+            if stream.error is not None:  # the driver reports our own error as "COPY failed"; raise ours
+                raise stream.error from None
+            raise
+        insert_columns = columns + [c for c in touch if c not in columns]
+        select_columns = columns + ["now()"] * (len(insert_columns) - len(columns))
+        key_list = ", ".join(key)
+        # DISTINCT ON keeps the last row per key (ON CONFLICT may not touch one target row twice); the
+        # outer ORDER BY inserts in input order, so generated ids follow the input as they do on SQLite.
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(insert_columns)}) "
+            f"SELECT {', '.join(select_columns)} FROM ("
+            f"  SELECT DISTINCT ON ({key_list}) * FROM {staging} ORDER BY {key_list}, {seq} DESC"
+            f") AS latest ORDER BY {seq} "
+            + _conflict_clause(table, key, update, touch, "now()", "EXCLUDED")
+        )
+        cursor.execute(f"DROP TABLE {staging}")
+    finally:
+        cursor.close()
+    return stream.rows
+
+
+def _row_values(row: Mapping[str, Any], columns: Sequence[str], convert) -> tuple:
+    if len(row) != len(columns):
+        extra = sorted(set(row) - set(columns))
+        missing = sorted(set(columns) - set(row))
+        raise BulkLoadError(f"every row needs the same columns; extra {extra}, missing {missing}")
+    try:
+        return tuple(convert(row[c]) for c in columns)
+    except KeyError as exc:
+        raise BulkLoadError(f"row is missing column {exc.args[0]!r}") from None
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, dt.datetime):
+        return _utc_text(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _utc_text(value: dt.datetime) -> str:
+    """SQLite stores timestamps as UTC text in CURRENT_TIMESTAMP's format, so they compare as strings."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.isoformat(sep=" ", timespec="seconds")
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _copy_text(value: Any) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\\\x" + bytes(value).hex()
+    elif isinstance(value, (dt.date, dt.datetime)):
+        value = value.isoformat()
+    else:
+        value = str(value)
+    if "\x00" in value:
+        raise BulkLoadError("text values cannot contain NUL characters")
+    return value.translate(_COPY_ESCAPES)
+
+
+def _copy_lines(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> Iterator[str]:
+    for seq, row in enumerate(rows):
+        fields = _row_values(row, columns, _copy_text)
+        yield "\t".join(fields) + "\t" + str(seq) + "\n"
+
+
+class _CopyStream:
+    """A read()-able view of generated COPY lines, so a load streams instead of building one big buffer."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._pending = ""
+        self.rows = 0
+        self.error: Exception | None = None
+
+    def read(self, size: int = -1) -> str:
+        chunks, length = [self._pending], len(self._pending)
+        while size < 0 or length < size:
+            try:
+                line = next(self._lines, None)
+            except Exception as exc:
+                self.error = exc
+                raise
+            if line is None:
+                break
+            self.rows += 1
+            chunks.append(line)
+            length += len(line)
+        data = "".join(chunks)
+        if size < 0:
+            self._pending = ""
+            return data
+        self._pending = data[size:]
+        return data[:size]
+

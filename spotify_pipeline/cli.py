@@ -137,10 +137,7 @@ def demo_command(ctx: _CliContext) -> None:
 
 
 def _register_emulator() -> None:
-    try:  # TEMPDEV
-        from spotify_pipeline.emulator.cli import emulator_command
-    except ModuleNotFoundError:  # TEMPDEV
-        return  # TEMPDEV
+    from spotify_pipeline.emulator.cli import emulator_command
 
     main.add_command(emulator_command)
 

@@ -8,6 +8,7 @@ import pytest
 
 from spotify_pipeline_tests import servers
 
+pytest_plugins = ["spotify_pipeline.emulator.pytest_plugin"]
 _prefix_counter = itertools.count(1)
 
 

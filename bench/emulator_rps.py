@@ -1,0 +1,118 @@
+"""Single-track GETs per second the Spotify emulator serves.
+
+The emulator runs in its own OS process (uvicorn, httptools, no access log, rate limit off); the load
+generator runs in another: asyncio keep-alive connections speaking minimal HTTP/1.1, so the client costs
+far less CPU than the server and the figure measures the emulator, not the generator. Every response
+must be a 200 with a full body, or the run fails.
+
+    python bench/emulator_rps.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import time
+from typing import Any
+
+import requests
+
+from spotify_pipeline.emulator.testing import run_emulator_process
+
+CONNECTIONS = 32
+TRACK_IDS = 200
+
+
+async def _connection(host: str, port: int, requests_bytes: list[bytes], stop_at: float, counts: dict[str, int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    i = 0
+    try:
+        while time.perf_counter() < stop_at:
+            writer.write(requests_bytes[i % len(requests_bytes)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head[9:12]
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length)
+            if status == b"200" and body.endswith(b"}"):
+                counts["ok"] += 1
+            else:
+                counts["failed"] += 1
+    finally:
+        writer.close()
+
+
+def _load(host: str, port: int, token: str, track_ids: list[str], seconds: float, result_queue: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    requests_bytes = [
+        f"GET /v1/tracks/{track_id} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        for track_id in track_ids
+    ]
+    counts = {"ok": 0, "failed": 0}
+
+    async def main() -> float:
+        started = time.perf_counter()
+        stop_at = started + seconds
+        await asyncio.gather(*(_connection(host, port, requests_bytes, stop_at, counts) for _ in range(CONNECTIONS)))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    result_queue.put({**counts, "elapsed_s": elapsed})
+
+
+def _generate_load(host: str, port: int, token: str, track_ids: list[str], seconds: float) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_load, args=(host, port, token, track_ids, seconds, queue))
+    process.start()
+    result: dict[str, Any] = queue.get(timeout=seconds + 60)
+    process.join(timeout=30)
+    return result
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure; returns {"rps": float, "requests": int, "failed": int, "seconds": float, ...}."""
+    seconds = 3.0 if quick else 10.0
+    with run_emulator_process(window_limit=None) as emulator:
+        token = emulator.client_credentials_token()
+        found = requests.get(
+            f"{emulator.api_base_url}/search",
+            params={"q": "the", "type": "track", "limit": 50},
+            headers=emulator.bearer(token),
+            timeout=10,
+        ).json()["tracks"]
+        track_ids = [item["id"] for item in found["items"]][:TRACK_IDS]
+        host, port = emulator.base_url.removeprefix("http://").split(":")
+        _generate_load(host, int(port), token, track_ids, 1.0)  # warm caches and connections
+        emulator.reset()
+        result = _generate_load(host, int(port), token, track_ids, seconds)
+        served = emulator.stats()["by_endpoint"].get("/v1/tracks/{id}", 0)
+    completed = result["ok"] + result["failed"]
+    if result["failed"]:
+        raise RuntimeError(f"{result['failed']} of {completed} requests failed")
+    return {
+        "rps": round(result["ok"] / result["elapsed_s"], 1),
+        "requests": result["ok"],
+        "failed": result["failed"],
+        "seconds": round(result["elapsed_s"], 2),
+        "connections": CONNECTIONS,
+        "server_counted": served,
+        "cpus": os.cpu_count(),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s instead of 10 s")
+    print(json.dumps(run(quick=parser.parse_args().quick), indent=2))

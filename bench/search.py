@@ -1,0 +1,185 @@
+"""Search at catalogue scale: `search()` beside an ILIKE sequential scan of the same PostgreSQL table.
+
+Loads N synthetic songs (default 1,000,000) through the project's own load path into a fresh PostgreSQL
+database, then times `spotify_pipeline.warehouse.search.search()` over a query mix drawn from the loaded
+rows (exact titles, title prefixes, artist names, inner substrings), and the same predicates as an
+ILIKE sequential scan with index scans disabled. Run: `python -m bench.search [--songs N] [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg2
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from spotify_pipeline.warehouse import create_engine
+from spotify_pipeline.warehouse.bulk import bulk_upsert
+from spotify_pipeline.warehouse.migrations import migrate
+from spotify_pipeline.warehouse.search import search
+
+DEFAULT_SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+SEED = 20261128
+
+# Words real titles repeat a lot, so some queries hit thousands of rows, as "love" does in a real catalogue.
+COMMON_WORDS = (
+    "love heart night day time life world baby girl boy home dream fire light rain summer blue gold wild "
+    "dance run fall stay away back down up over again forever never always tonight tomorrow yesterday "
+    "sweet lonely broken little young free high low slow fast last first new old good bad real"
+).split()
+ONSETS = ["", "b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "l", "m", "n", "p", "pr",
+          "r", "s", "sh", "st", "t", "tr", "v", "w", "z"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "é", "ö"]
+CODAS = ["", "", "n", "r", "s", "l", "m", "nd", "st", "x", "t"]
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.randint(1, 3)))
+
+
+def synthetic_songs(n: int, seed: int = SEED) -> Iterator[dict]:
+    """`n` songs with a long-tailed vocabulary: a few very common words, many rare invented ones."""
+    rng = random.Random(seed)
+    rare = list({_word(rng).capitalize() for _ in range(60_000)})
+    artists = [" ".join(rng.choice(rare) for _ in range(rng.randint(1, 3))) for _ in range(max(n // 20, 10))]
+    albums = [" ".join(rng.choice(rare) for _ in range(rng.randint(1, 3))) for _ in range(max(n // 10, 10))]
+    for i in range(n):
+        words = [
+            rng.choice(COMMON_WORDS).capitalize() if rng.random() < 0.35 else rng.choice(rare)
+            for _ in range(rng.randint(1, 4))
+        ]
+        title = " ".join(words)
+        yield {
+            "title": title,
+            "artist": artists[rng.randrange(len(artists))],
+            "album": albums[rng.randrange(len(albums))],
+            "duration_ms": rng.randint(90_000, 420_000),
+            "isrc": None,
+            "release_year": rng.randint(1960, 2026),
+            "catalog_key": f"bench-{i}",
+        }
+
+
+def query_mix(engine: sa.Engine, count: int, seed: int = SEED) -> list[str]:
+    """Queries a user would type, drawn from rows that exist: whole titles, prefixes, artists, fragments."""
+    rng = random.Random(seed + 1)
+    with engine.connect() as conn:
+        sample = conn.execute(
+            sa.text("SELECT title, artist FROM songs TABLESAMPLE SYSTEM (1) REPEATABLE (:seed) LIMIT :n"),
+            {"seed": seed, "n": count * 2},
+        ).all()
+    queries = []
+    for title, artist in sample[:count]:
+        kind = rng.random()
+        if kind < 0.3:
+            queries.append(title)
+        elif kind < 0.55:
+            queries.append(title[: max(4, len(title) // 2)])
+        elif kind < 0.8:
+            queries.append(artist)
+        else:
+            start = rng.randrange(max(1, len(title) - 5))
+            queries.append(title[start : start + rng.randint(4, 8)].strip() or title)
+    return queries
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def time_search(engine: sa.Engine, queries: list[str]) -> list[float]:
+    for query in queries[:20]:  # warm the caches the way a running service would be warm
+        search(query, engine=engine)
+    timings = []
+    for query in queries:
+        started = time.perf_counter()
+        search(query, engine=engine)
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def time_seqscan(engine: sa.Engine, queries: list[str]) -> list[float]:
+    statement = sa.text(
+        "SELECT id, title, artist, album FROM songs WHERE title ILIKE :p OR artist ILIKE :p OR album ILIKE :p "
+        "LIMIT 20"
+    )
+    timings = []
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET enable_bitmapscan = off"))
+        conn.execute(sa.text("SET enable_indexscan = off"))
+        for query in queries:
+            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            started = time.perf_counter()
+            conn.execute(statement, {"p": pattern}).all()
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    name = f"bench_search_{uuid.uuid4().hex[:8]}"
+    dsn = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def run(quick: bool = False, songs: int | None = None, server_url: str | None = None) -> dict:
+    songs = songs or (200_000 if quick else 1_000_000)
+    queries_n = 200 if quick else 500
+    server_url = server_url or os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL)
+    with scratch_database(server_url) as url:
+        engine = create_engine(url)
+        try:
+            migrate(engine)
+            started = time.perf_counter()
+            bulk_upsert(engine, "songs", synthetic_songs(songs), key=["catalog_key"])
+            load_s = time.perf_counter() - started
+            # A live table is vacuumed and analyzed by autovacuum; do it now rather than wait for it.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("VACUUM ANALYZE songs"))
+            queries = query_mix(engine, queries_n)
+            ours = time_search(engine, queries)
+            baseline = time_seqscan(engine, queries[: 40 if quick else 100])
+        finally:
+            engine.dispose()
+    return {
+        "songs": songs,
+        "queries": len(queries),
+        "load_s": round(load_s, 1),
+        "p50_ms": round(statistics.median(ours), 2),
+        "p95_ms": round(_percentile(ours, 95), 2),
+        "max_ms": round(max(ours), 2),
+        "seqscan_p50_ms": round(statistics.median(baseline), 2),
+        "seqscan_p95_ms": round(_percentile(baseline, 95), 2),
+        "target_p95_ms": 5.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--songs", type=int, default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    result = run(quick=args.quick, songs=args.songs)
+    print(json.dumps(result, indent=2))
+    print(f"search p95 {result['p95_ms']} ms (target <= 5 ms) vs ILIKE seq scan p95 {result['seqscan_p95_ms']} ms")
+
+
+if __name__ == "__main__":
+    main()

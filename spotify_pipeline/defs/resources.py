@@ -1,0 +1,156 @@
+"""Dagster resources.
+
+`SpotifyResource` is the Dagster face of the Spotify client (`spotify_pipeline.spotify`): one client per run,
+built from the pipeline's settings, with any field set here overriding the environment. Assets call
+`spotify.get_client()` and put `spotify.usage_rows()` into their `MaterializeResult` metadata (and the
+``spotify_api_usage`` table).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from spotify_pipeline.settings import Settings, get_settings
+from spotify_pipeline.spotify import SpotifyClient, SpotifyClientConfig, build_client
+from spotify_pipeline.spotify.logs import LOGGER_NAME, install_redaction
+
+
+class _DagsterLogHandler(logging.Handler):
+    """Forwards the client's (already redacted) log records to the run's Dagster logger."""
+
+    def __init__(self, dagster_log: Any) -> None:
+        super().__init__(level=logging.INFO)
+        self._dagster_log = dagster_log
+        install_redaction(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._dagster_log.log(record.levelno, f"[{record.name}] {self.format(record)}")
+        except Exception:  # logging must never break a run
+            self.handleError(record)
+
+
+class SpotifyResource(dg.ConfigurableResource):
+    """Rate-limited, cached access to the Spotify Web API (Client Credentials).
+
+    Every request of every process sharing ``REDIS_URL`` draws from one rate-limit budget
+    (``SPOTIFY_RATE_LIMIT_PER_MINUTE``); tracks are cached (metadata 24 h, popularity 1 h), and the app's
+    mode (Extended Quota or Development Mode) is detected once and remembered. Unset fields come from the
+    environment through `spotify_pipeline.settings`; credentials are best given as ``dg.EnvVar`` so they are
+    never stored in run config (see `spotify_resource_from_env`).
+    """
+
+    client_id: str | None = Field(default=None, description="Spotify app client id (SPOTIFY_CLIENT_ID).")
+    client_secret: str | None = Field(
+        default=None, description="Spotify app client secret (SPOTIFY_CLIENT_SECRET); use dg.EnvVar."
+    )
+    api_base_url: str | None = Field(default=None, description="Web API base URL (SPOTIFY_API_BASE_URL).")
+    accounts_base_url: str | None = Field(
+        default=None, description="Accounts base URL (SPOTIFY_ACCOUNTS_BASE_URL)."
+    )
+    market: str | None = Field(default=None, description="Market for track relinking (SPOTIFY_MARKET).")
+    redis_url: str | None = Field(
+        default=None, description="Redis shared by every process (REDIS_URL); unset: in-process backends."
+    )
+    redis_key_prefix: str | None = Field(default=None, description="Prefix of every Redis key (REDIS_KEY_PREFIX).")
+    rate_limit_per_minute: int | None = Field(
+        default=None, description="Requests per minute shared by every process (SPOTIFY_RATE_LIMIT_PER_MINUTE)."
+    )
+    app_mode: str = Field(
+        default="auto", description="'auto' detects Extended Quota vs Development Mode; or force one of them."
+    )
+    forward_logs_to_dagster: bool = Field(
+        default=True, description="Copy the client's INFO+ log lines (redacted) into the run's event log."
+    )
+
+    _client: SpotifyClient | None = PrivateAttr(default=None)
+    _handler: logging.Handler | None = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
+    _saved_level: int | None = PrivateAttr(default=None)
+
+    # -- configuration -------------------------------------------------------------------------------
+    def client_config(self, settings: Settings | None = None) -> SpotifyClientConfig:
+        """The client configuration: settings from the environment, overridden by the fields set here."""
+        overrides: dict[str, Any] = {
+            name: value
+            for name, value in {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "api_base_url": self.api_base_url,
+                "accounts_base_url": self.accounts_base_url,
+                "market": self.market,
+                "redis_url": self.redis_url,
+                "redis_key_prefix": self.redis_key_prefix,
+                "rate_limit_per_minute": self.rate_limit_per_minute,
+            }.items()
+            if value is not None
+        }
+        overrides["app_mode"] = self.app_mode
+        return SpotifyClientConfig.from_settings(settings or get_settings(), **overrides)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = getattr(context, "run", None)
+        self._run_id = run.run_id if run is not None else None
+        if self.forward_logs_to_dagster and context.log is not None:
+            logger = logging.getLogger(LOGGER_NAME)
+            self._handler = _DagsterLogHandler(context.log)
+            logger.addHandler(self._handler)
+            if logger.getEffectiveLevel() > logging.INFO:  # let INFO lines be created during the run
+                self._saved_level = logger.level
+                logger.setLevel(logging.INFO)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        logger = logging.getLogger(LOGGER_NAME)
+        if self._handler is not None:
+            logger.removeHandler(self._handler)
+            self._handler = None
+        if self._saved_level is not None:
+            logger.setLevel(self._saved_level)
+            self._saved_level = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- what assets use -------------------------------------------------------------------------------
+    def get_client(self) -> SpotifyClient:
+        """The run's client (built on first use; one per run and process, so metrics are per run)."""
+        if self._client is None:
+            self._client = build_client(self.client_config(), run_id=self._run_id)
+        return self._client
+
+    def usage_rows(self) -> list[dict[str, Any]]:
+        """Per-endpoint usage of this run so far: rows for the ``spotify_api_usage`` table."""
+        if self._client is None:
+            return []
+        return self._client.metrics.snapshot(run_id=self._run_id)
+
+    def usage_metadata(self) -> dict[str, Any]:
+        """Usage totals and the per-endpoint table, ready for `MaterializeResult(metadata=...)`."""
+        rows = self.usage_rows()
+        counters = ("requests", "cache_hits", "cache_misses", "retries", "throttled", "errors")
+        totals = {k: sum(int(r[k]) for r in rows) for k in counters}
+        meta: dict[str, Any] = {f"spotify_{k}": dg.MetadataValue.int(v) for k, v in totals.items()}
+        meta["spotify_api_usage"] = dg.MetadataValue.json(rows)
+        caps = self._client.known_capabilities if self._client is not None else None
+        if caps is not None:  # only what is already known: metadata never spends a request
+            meta["spotify_app_mode"] = dg.MetadataValue.text(caps.mode)
+            meta["spotify_popularity_available"] = dg.MetadataValue.bool(caps.popularity)
+        return meta
+
+
+def spotify_resource_from_env() -> SpotifyResource:
+    """The resource as `Definitions` should declare it: credentials as `dg.EnvVar`, the rest from settings.
+
+    Dagster resolves the variables when a run starts, so a missing ``SPOTIFY_CLIENT_ID`` or
+    ``SPOTIFY_CLIENT_SECRET`` fails the launch with the variable's name and the secret never appears in
+    run config or the UI.
+    """
+    return SpotifyResource(
+        client_id=dg.EnvVar("SPOTIFY_CLIENT_ID"),
+        client_secret=dg.EnvVar("SPOTIFY_CLIENT_SECRET"),
+    )

@@ -2,7 +2,7 @@
 
 Loads N synthetic songs (default 1,000,000) through the project's own load path into a fresh PostgreSQL
 database, then times `spotify_pipeline.warehouse.search.search()` over a query mix drawn from the loaded
-rows (exact titles, title prefixes, artist names, inner substrings), and the same predicates as an
+rows (see QUERY_MIX), and the same predicates as an
 ILIKE sequential scan with index scans disabled. Run: `python -m bench.search [--songs N] [--quick]`.
 """
 
@@ -36,20 +36,20 @@ COMMON_WORDS = (
     "dance run fall stay away back down up over again forever never always tonight tomorrow yesterday "
     "sweet lonely broken little young free high low slow fast last first new old good bad real"
 ).split()
-ONSETS = ["", "b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "l", "m", "n", "p", "pr",
-          "r", "s", "sh", "st", "t", "tr", "v", "w", "z"]
-VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "é", "ö"]
-CODAS = ["", "", "n", "r", "s", "l", "m", "nd", "st", "x", "t"]
+CONSONANTS = "bcdfghjklmnprstvwyz"
+VOWELS = "aeiouyéöa"
 
 
 def _word(rng: random.Random) -> str:
-    return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.randint(1, 3)))
+    """An invented word: names and rare words are what make most of a real catalogue's vocabulary."""
+    letters = [rng.choice(CONSONANTS if (i + rng.randint(0, 1)) % 2 == 0 else VOWELS) for i in range(rng.randint(3, 9))]
+    return "".join(letters)
 
 
 def synthetic_songs(n: int, seed: int = SEED) -> Iterator[dict]:
     """`n` songs with a long-tailed vocabulary: a few very common words, many rare invented ones."""
     rng = random.Random(seed)
-    rare = list({_word(rng).capitalize() for _ in range(60_000)})
+    rare = list({_word(rng).capitalize() for _ in range(200_000)})
     artists = [" ".join(rng.choice(rare) for _ in range(rng.randint(1, 3))) for _ in range(max(n // 20, 10))]
     albums = [" ".join(rng.choice(rare) for _ in range(rng.randint(1, 3))) for _ in range(max(n // 10, 10))]
     for i in range(n):
@@ -57,9 +57,8 @@ def synthetic_songs(n: int, seed: int = SEED) -> Iterator[dict]:
             rng.choice(COMMON_WORDS).capitalize() if rng.random() < 0.35 else rng.choice(rare)
             for _ in range(rng.randint(1, 4))
         ]
-        title = " ".join(words)
         yield {
-            "title": title,
+            "title": " ".join(words),
             "artist": artists[rng.randrange(len(artists))],
             "album": albums[rng.randrange(len(albums))],
             "duration_ms": rng.randint(90_000, 420_000),
@@ -69,26 +68,38 @@ def synthetic_songs(n: int, seed: int = SEED) -> Iterator[dict]:
         }
 
 
+# What people type into a catalogue search box, drawn from rows that exist.
+QUERY_MIX = (
+    (0.25, "whole title"),
+    (0.25, "title prefix"),
+    (0.20, "artist"),
+    (0.10, "album"),
+    (0.20, "one word of a title"),
+)
+
+
 def query_mix(engine: sa.Engine, count: int, seed: int = SEED) -> list[str]:
-    """Queries a user would type, drawn from rows that exist: whole titles, prefixes, artists, fragments."""
+    """`count` queries following QUERY_MIX."""
     rng = random.Random(seed + 1)
     with engine.connect() as conn:
         sample = conn.execute(
-            sa.text("SELECT title, artist FROM songs TABLESAMPLE SYSTEM (1) REPEATABLE (:seed) LIMIT :n"),
-            {"seed": seed, "n": count * 2},
+            sa.text("SELECT title, artist, album FROM songs TABLESAMPLE SYSTEM (1) REPEATABLE (:seed) LIMIT :n"),
+            {"seed": seed, "n": count},
         ).all()
+    weights = [w for w, _ in QUERY_MIX]
     queries = []
-    for title, artist in sample[:count]:
-        kind = rng.random()
-        if kind < 0.3:
+    for title, artist, album in sample:
+        kind = rng.choices([k for _, k in QUERY_MIX], weights)[0]
+        if kind == "whole title":
             queries.append(title)
-        elif kind < 0.55:
-            queries.append(title[: max(4, len(title) // 2)])
-        elif kind < 0.8:
+        elif kind == "title prefix":
+            queries.append(title[: rng.randint(3, max(3, min(len(title), 12)))])
+        elif kind == "artist":
             queries.append(artist)
+        elif kind == "album":
+            queries.append(album)
         else:
-            start = rng.randrange(max(1, len(title) - 5))
-            queries.append(title[start : start + rng.randint(4, 8)].strip() or title)
+            queries.append(rng.choice([w for w in title.split() if len(w) >= 3] or [title]))
     return queries
 
 

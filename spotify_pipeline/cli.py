@@ -86,8 +86,12 @@ def seed_catalog_command(ctx: _CliContext, path: Path | None) -> None:
 @click.argument("query")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option(
+    "--enrich", is_flag=True,
+    help="Also queue the unmatched or stale results for an on-demand enrichment run (does not wait for it).",
+)
 @pass_context
-def search_command(ctx: _CliContext, query: str, limit: int, as_json: bool) -> None:
+def search_command(ctx: _CliContext, query: str, limit: int, as_json: bool, enrich: bool) -> None:
     """Search the catalogue by title, artist or album (case-insensitive substring)."""
     try:
         results = search(query, limit, engine=ctx.engine())
@@ -97,6 +101,26 @@ def search_command(ctx: _CliContext, query: str, limit: int, as_json: bool) -> N
         click.echo(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
     else:
         click.echo(format_results(results))
+    if enrich:
+        from spotify_pipeline.enrichment_queue import build_request_queue
+
+        misses = [r.song_id for r in results if r.enrichment_status in ("unmatched", "stale")]
+        queued = 0
+        if misses:
+            queue = build_request_queue(ctx.settings)
+            try:
+                queued = queue.enqueue(misses, reason="search")
+            finally:
+                queue.close()
+        if misses and not queued:
+            click.echo(
+                f"warning: the enrichment queue is unavailable, {len(misses)} song(s) not queued; "
+                "the daily run enriches them anyway",
+                err=True,
+            )
+        else:
+            # With --json, stdout carries the JSON document only.
+            click.echo(f"queued {queued} song(s) for enrichment", err=as_json)
 
 
 def format_results(results: list[SearchResult]) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///.data/warehouse.db"
+DEFAULT_TOKEN_KEY_FILE = ".data/token.key"
 
 
 class SettingsError(ValueError):
@@ -41,6 +43,9 @@ class Settings:
     redis_url: str | None = _setting(
         "REDIS_URL", None, "Redis for the shared rate limiter, cache and request queue; unset = in-process."
     )
+    dagster_home: str = _setting(
+        "DAGSTER_HOME", ".dagster", "Dagster instance directory (local profile: SQLite storage in it)."
+    )
     redis_key_prefix: str = _setting(
         "REDIS_KEY_PREFIX", "", "Prefix for every Redis key, to share one Redis between deployments."
     )
@@ -66,6 +71,12 @@ class Settings:
     )
     spotify_track_ttl_s: int = _setting("SPOTIFY_TRACK_TTL_S", 86_400, "Cache TTL of track metadata (s).")
     spotify_popularity_ttl_s: int = _setting("SPOTIFY_POPULARITY_TTL_S", 3_600, "Cache TTL of popularity (s).")
+    spotify_cache_path: str = _setting(
+        "SPOTIFY_CACHE_PATH",
+        ".data/spotify_cache.db",
+        "SQLite file caching Spotify tracks and the app token across runs and processes; used only when "
+        "REDIS_URL is unset. 'memory' = in-process cache, lost when the process exits.",
+    )
     spotify_max_retry_after_s: int = _setting(
         "SPOTIFY_MAX_RETRY_AFTER_S", 120, "Longest Retry-After a worker waits; longer raises SpotifyRateLimited."
     )
@@ -77,6 +88,11 @@ class Settings:
     spotify_read_timeout_s: float = _setting("SPOTIFY_READ_TIMEOUT_S", 15.0, "HTTP read timeout (s).")
     spotify_token_key: str | None = _setting(
         "SPOTIFY_TOKEN_KEY", None, "Fernet key(s), comma-separated, encrypting stored user tokens."
+    )
+    spotify_token_key_file: str = _setting(
+        "SPOTIFY_TOKEN_KEY_FILE",
+        DEFAULT_TOKEN_KEY_FILE,
+        "File holding the token key, read only when SPOTIFY_TOKEN_KEY is unset (`make demo` creates it, mode 0600).",
     )
 
     @classmethod
@@ -101,6 +117,27 @@ class Settings:
             )
         if self.spotify_rate_limit_per_minute <= 0:
             raise SettingsError("SPOTIFY_RATE_LIMIT_PER_MINUTE must be a positive integer")
+
+    def token_key(self) -> str | None:
+        """The Fernet key(s) encrypting stored user tokens: SPOTIFY_TOKEN_KEY when set, else the content of
+        SPOTIFY_TOKEN_KEY_FILE when that file exists (the local profile's generated key), else None."""
+        if self.spotify_token_key:
+            return self.spotify_token_key
+        path = Path(self.spotify_token_key_file)
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                f"SPOTIFY_TOKEN_KEY is unset and the key file {path} cannot be read ({type(exc).__name__})"
+            ) from None
+        if os.name == "posix" and mode & 0o077:
+            raise SettingsError(
+                f"SPOTIFY_TOKEN_KEY is unset and the key file {path} is readable by other users: chmod 600 {path}"
+            )
+        return text or None
 
     @staticmethod
     def documented() -> list[EnvVar]:

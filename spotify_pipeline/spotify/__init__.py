@@ -36,6 +36,7 @@ from spotify_pipeline.spotify.limiter import InProcessRateLimiter, RateLimiter, 
 from spotify_pipeline.spotify.logs import RedactionFilter, install_redaction
 from spotify_pipeline.spotify.metrics import USAGE_COLUMNS, Metrics
 from spotify_pipeline.spotify.models import Album, Artist, Image, SearchPage, SimplifiedAlbum, SimplifiedArtist, Track
+from spotify_pipeline.spotify.sqlite_cache import SQLiteCache
 
 __all__ = [
     "Album",
@@ -53,6 +54,7 @@ __all__ = [
     "RedactionFilter",
     "RedisCache",
     "RedisRateLimiter",
+    "SQLiteCache",
     "SearchPage",
     "SimplifiedAlbum",
     "SimplifiedArtist",

@@ -6,8 +6,10 @@ Build one with `build_client(config_or_settings)`; it picks Redis backends whene
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -18,6 +20,7 @@ from spotify_pipeline.spotify.capabilities import Capabilities
 from spotify_pipeline.spotify.clock import Clock, SystemClock
 from spotify_pipeline.spotify.config import SpotifyClientConfig
 from spotify_pipeline.spotify.errors import (
+    SpotifyConfigError,
     SpotifyForbidden,
     SpotifyNotFound,
     SpotifyQuotaExceeded,
@@ -29,7 +32,8 @@ from spotify_pipeline.spotify.logs import get_logger
 from spotify_pipeline.spotify.metrics import Metrics
 from spotify_pipeline.spotify.models import Album, Artist, SearchPage, Track
 from spotify_pipeline.spotify.retry import RetryPolicy
-from spotify_pipeline.spotify.transport import Transport, build_session
+from spotify_pipeline.spotify.sqlite_cache import SQLiteCache
+from spotify_pipeline.spotify.transport import TokenSource, Transport, build_session
 
 log = get_logger(__name__)
 
@@ -330,23 +334,35 @@ def build_client(
     session: requests.Session | None = None,
     clock: Clock | None = None,
     run_id: str | None = None,
+    auth: TokenSource | None = None,
 ) -> SpotifyClient:
     """A ready client from a `SpotifyClientConfig` or a `spotify_pipeline.settings.Settings`.
 
-    Redis backends (limiter, cache, token store) whenever ``redis_url`` is set, in-process ones otherwise.
+    Redis backends (limiter, cache, token store) whenever ``redis_url`` is set, in-process ones otherwise;
+    without Redis the cache (and with it the app token) is the SQLite file ``config.cache_path``, shared by
+    the processes of this machine and kept between runs (its directory is created), or an in-process cache
+    when ``cache_path`` is unset, "" or "memory".
     Missing credentials raise `SpotifyConfigError` naming SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET.
+    ``auth`` replaces the app's Client Credentials token with another token source (a user's tokens, see
+    `spotify_pipeline.spotify.user_client.build_user_client`); the client id alone is then required.
     """
     if config is None:
         config = SpotifyClientConfig()
     elif not isinstance(config, SpotifyClientConfig):
         config = SpotifyClientConfig.from_settings(config)
-    client_id, client_secret = config.require_credentials()
+    if auth is None:
+        client_id, client_secret = config.require_credentials()
+    elif not config.client_id:
+        raise SpotifyConfigError("Spotify client id missing: set SPOTIFY_CLIENT_ID")
     sys_clock = clock or SystemClock()
     redis_conn = redis_client(config.redis_url) if config.redis_url and (cache is None or limiter is None) else None
     if cache is None:
-        cache = (
-            RedisCache(redis_conn, config.redis_key_prefix) if redis_conn is not None else InMemoryCache(sys_clock)
-        )
+        if redis_conn is not None:
+            cache = RedisCache(redis_conn, config.redis_key_prefix)
+        elif (cache_path := config.sqlite_cache_path) is not None:
+            cache = _open_sqlite_cache(cache_path, sys_clock)
+        else:
+            cache = InMemoryCache(sys_clock)
     if limiter is None:
         if redis_conn is not None:
             limiter = RedisRateLimiter(
@@ -362,18 +378,19 @@ def build_client(
             limiter = InProcessRateLimiter(config.rate_limit_per_minute, clock=sys_clock, headroom=config.limiter_headroom)
     metrics = metrics or Metrics(run_id=run_id)
     session = session or build_session(config.pool_maxsize)
-    auth = ClientCredentialsAuth(
-        client_id,
-        client_secret,
-        config.token_url,
-        cache,
-        app_key=config.app_key,
-        session=session,
-        timeout=config.timeout,
-        clock=sys_clock,
-        refresh_margin_s=config.token_refresh_margin_s,
-        observer=lambda endpoint, latency, status: metrics.record_request(endpoint, latency, status=status),
-    )
+    if auth is None:
+        auth = ClientCredentialsAuth(
+            client_id,
+            client_secret,
+            config.token_url,
+            cache,
+            app_key=config.app_key,
+            session=session,
+            timeout=config.timeout,
+            clock=sys_clock,
+            refresh_margin_s=config.token_refresh_margin_s,
+            observer=lambda endpoint, latency, status: metrics.record_request(endpoint, latency, status=status),
+        )
     max_block = float(config.max_retry_after_s)
     transport = Transport(
         config.api_base_url,
@@ -395,3 +412,16 @@ def build_client(
     return SpotifyClient(
         config, transport=transport, limiter=limiter, cache=cache, retry=retry, metrics=metrics, clock=sys_clock
     )
+
+
+def _open_sqlite_cache(path: str, clock: Clock) -> SQLiteCache:
+    """The local profile's persistent cache at ``path`` (parent directory created); a path that cannot be
+    opened is a configuration error naming SPOTIFY_CACHE_PATH."""
+    try:
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteCache(Path(path).expanduser(), clock=clock)
+    except (OSError, sqlite3.Error) as exc:
+        raise SpotifyConfigError(
+            f"cannot open the Spotify cache file {path!r} ({type(exc).__name__}: {exc}): set SPOTIFY_CACHE_PATH "
+            "to a writable path, or to 'memory' for an in-process cache"
+        ) from None

@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from spotify_pipeline.settings import Settings
 
 AppMode = Literal["auto", "extended", "development"]
+#: ``cache_path`` values meaning "no file, an in-process cache".
+_IN_MEMORY = frozenset({"", "memory", ":memory:"})
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class SpotifyClientConfig:
     """Everything the client needs, with the same defaults as `spotify_pipeline.settings.Settings`.
 
     Build it with `SpotifyClientConfig.from_settings(settings)` in the pipeline, or directly in a test or notebook.
+    One exception: ``cache_path`` defaults to the in-process cache here, so a config built directly never writes
+    a file; `from_settings` passes SPOTIFY_CACHE_PATH (default ``.data/spotify_cache.db``).
     """
 
     client_id: str | None = None
@@ -34,7 +38,9 @@ class SpotifyClientConfig:
     rate_limit_per_minute: int = 100
     limiter_fallback: Literal["local"] | None = None
     limiter_headroom: float = 0.02
-    # Cache
+    # Cache: without redis_url, an SQLite file shared by the processes of one machine and kept between runs;
+    # None, "" or "memory" -> in-process cache (lost at exit).
+    cache_path: str | None = None
     track_ttl_s: int = 86_400
     popularity_ttl_s: int = 3_600
     capabilities_ttl_s: int = 3_600
@@ -78,6 +84,7 @@ class SpotifyClientConfig:
             redis_key_prefix=settings.redis_key_prefix,
             rate_limit_per_minute=settings.spotify_rate_limit_per_minute,
             limiter_fallback=settings.spotify_limiter_fallback,
+            cache_path=settings.spotify_cache_path,
             track_ttl_s=settings.spotify_track_ttl_s,
             popularity_ttl_s=settings.spotify_popularity_ttl_s,
             max_retry_after_s=settings.spotify_max_retry_after_s,
@@ -111,6 +118,15 @@ class SpotifyClientConfig:
     def app_key(self) -> str:
         """A short, non-secret tag of the app (client id hash): shared keys are per app, never per process."""
         return hashlib.sha256((self.client_id or "").encode()).hexdigest()[:16]
+
+    @property
+    def sqlite_cache_path(self) -> str | None:
+        """The SQLite cache file to use, or None for the in-process cache (``cache_path`` unset, "" or "memory").
+        Meaningful only without ``redis_url``: Redis, when set, is the cache."""
+        path = (str(self.cache_path) if self.cache_path is not None else "").strip()
+        if path.lower() in _IN_MEMORY:
+            return None
+        return path
 
     @property
     def token_url(self) -> str:

@@ -12,7 +12,6 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,7 +52,7 @@ class LoadReport:
 
 def sample_catalog_path() -> Path:
     """The sample catalogue shipped with the package (aligned with the emulator's default catalogue)."""
-    return Path(str(resources.files("spotify_pipeline") / "data" / "sample_catalog.csv"))
+    return Path(__file__).resolve().parents[1] / "data" / "sample_catalog.csv"
 
 
 def catalog_key(title: str, artist: str, album: str | None, isrc: str | None) -> str:

@@ -55,7 +55,8 @@ _TITLE_STARTS = "lower(title) COLLATE {c} LIKE :prefix ESCAPE '!'"
 _CONTAINS = "lower({field}) LIKE :pattern ESCAPE '!'"
 _TIERS = (
     (_TITLE_IS, "title COLLATE {c}, song_id"),
-    (f"{_TITLE_STARTS} AND NOT {_TITLE_IS}", "lower(title) COLLATE {c}, title COLLATE {c}, song_id"),
+    # "> :q" rather than "<> :q": the index range then starts after the exact matches instead of reading them.
+    (f"{_TITLE_STARTS} AND lower(title) COLLATE {{c}} > :q", "lower(title) COLLATE {c}, title COLLATE {c}, song_id"),
     (
         f"{_CONTAINS.format(field='title')} AND NOT {_TITLE_STARTS}",
         "length(title), title COLLATE {c}, song_id",
@@ -144,70 +145,115 @@ def _run_tiers(
     return results
 
 
-# PostgreSQL, substring tiers. Trigram GIN indexes find rare substrings fast and common ones slowly (every
-# match must be fetched and sorted); the per-field length indexes are the reverse (walked in rank order,
-# they stop after `limit` matches, unless matches are rare). Row estimates for '%...%' patterns are too
-# rough to let the planner pick, so: collect candidates through the GIN indexes (bitmap scans only) up
-# to CANDIDATE_CAP; below the cap that set is complete and is ranked directly; at the cap the substring
-# is common and the tiers walk the length indexes instead (index scans only).
-CANDIDATE_CAP = 4_000
-# A long query has many trigrams, and GIN reads a posting list for each; its longest word selects the
-# candidates nearly as well at a fraction of the cost, and the full pattern still decides.
-SIGNATURE_MIN_QUERY_CHARS = 16
-SIGNATURE_MIN_WORD_CHARS = 5
-_RANKED_CANDIDATES = sa.text(
+# PostgreSQL, substring tiers (title, artist, album). A trigram GIN index finds a rare substring fast and
+# a common one slowly (every match is fetched, then sorted), and row estimates for '%...%' are too rough
+# for the planner to know which case it is in. So the three tiers first collect candidates in one round
+# trip through GIN (bitmap scans only), each tier stopping at CANDIDATE_CAP rows. Below the cap a tier's
+# candidates are all of them and are ranked as they are; at the cap the tier is ranked by the planner's
+# own plan over every match (a common substring, rare in practice).
+CANDIDATE_CAP = 500
+# GIN reads one posting list per trigram of the pattern, so a long query is slow to look up whole. Its
+# longest words select nearly the same rows for a fraction of the trigrams; strpos() (which no index
+# answers) then applies the full query. Should those words be common, the cap sends the tier to the
+# planner, which then uses the whole pattern.
+SIGNATURE_MIN_QUERY_CHARS = 12
+SIGNATURE_WORDS = 2
+SIGNATURE_MIN_WORD_CHARS = 5  # shorter words are too often common ones ("love", "the") to narrow anything
+_FIELD_TIERS = (
+    (2, "title", "NOT " + _TITLE_STARTS.format(c='"C"')),
+    (3, "artist", "strpos(lower(title), :q) = 0"),
+    (4, "album", "strpos(lower(title), :q) = 0 AND strpos(lower(artist), :q) = 0"),
+)
+_BITMAP_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off"
+_PLANNER_CHOICE = "SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on; SET LOCAL enable_indexonlyscan = on"
+
+
+def _capped_statement(signature_words: int) -> sa.TextClause:
+    branches = []
+    for tier, field, exclusion in _FIELD_TIERS:
+        signature = " AND ".join(f"lower({field}) LIKE :signature{i} ESCAPE '!'" for i in range(signature_words))
+        branches.append(
+            f"(SELECT {_COLUMNS}, {tier} AS tier, length({field}) AS field_length, "
+            f"strpos(lower({field}), :q) > 0 AND {exclusion} AS is_match "
+            f"FROM songs_search WHERE {signature} LIMIT :cap)"
+        )
+    # Per tier: its best `limit` matches in rank order, or a single non-matching row when it has none, so
+    # every tier reports how many candidates it saw.
+    return sa.text(
+        f"""
+SELECT {_COLUMNS}, tier, is_match, candidates FROM (
+    SELECT *,
+        count(*) OVER (PARTITION BY tier) AS candidates,
+        row_number() OVER (
+            PARTITION BY tier ORDER BY is_match DESC, field_length, title COLLATE "C", song_id
+        ) AS rank_in_tier
+    FROM ({" UNION ALL ".join(branches)}) AS capped
+) AS ranked
+WHERE rank_in_tier <= :limit AND (is_match OR rank_in_tier = 1)
+ORDER BY tier, rank_in_tier
+"""
+    )
+
+
+_CAPPED = {words: _capped_statement(words) for words in range(1, SIGNATURE_WORDS + 1)}
+
+
+def _signature(q: str) -> list[str]:
+    """LIKE patterns the candidates must match: the query itself, or for a long query its longest words."""
+    if len(q) >= SIGNATURE_MIN_QUERY_CHARS:
+        words = sorted((w for w in q.split() if len(w) >= SIGNATURE_MIN_WORD_CHARS), key=len, reverse=True)
+        if words:
+            return ["%" + _like_escape(w) + "%" for w in words[:SIGNATURE_WORDS]]
+    return ["%" + _like_escape(q) + "%"]
+
+
+# Tiers 1 and 2 (exact and prefix title) in one round trip; both walk the (lower(title), title) index.
+_PG_TITLE_IS = _TITLE_IS.format(c='"C"')
+_PG_TITLE_STARTS = _TITLE_STARTS.format(c='"C"')
+_TITLE_TIERS = sa.text(
     f"""
-SELECT {_COLUMNS}, tier, candidates FROM (
-    SELECT *, count(*) OVER () AS candidates FROM (
-        SELECT {_COLUMNS},
-            CASE WHEN lower(title) COLLATE "C" LIKE :prefix ESCAPE '!' THEN NULL
-                 WHEN lower(title) LIKE :pattern ESCAPE '!' THEN 2
-                 WHEN lower(artist) LIKE :pattern ESCAPE '!' THEN 3
-                 WHEN lower(album) LIKE :pattern ESCAPE '!' THEN 4 END AS tier,
-            CASE WHEN lower(title) LIKE :pattern ESCAPE '!' THEN length(title)
-                 WHEN lower(artist) LIKE :pattern ESCAPE '!' THEN length(artist)
-                 ELSE length(album) END AS field_length
-        FROM songs_search
-        WHERE lower(title) LIKE :signature ESCAPE '!' OR lower(artist) LIKE :signature ESCAPE '!'
-           OR lower(album) LIKE :signature ESCAPE '!'
-        LIMIT :cap
-    ) AS capped
-) AS counted
-ORDER BY tier NULLS LAST, field_length, title COLLATE "C", song_id
+SELECT {_COLUMNS} FROM (
+    (SELECT {_COLUMNS}, 0 AS tier FROM songs_search WHERE {_PG_TITLE_IS}
+     ORDER BY title COLLATE "C", song_id LIMIT :limit)
+    UNION ALL
+    (SELECT {_COLUMNS}, 1 AS tier FROM songs_search WHERE {_PG_TITLE_STARTS} AND lower(title) COLLATE "C" > :q
+     ORDER BY lower(title) COLLATE "C", title COLLATE "C", song_id LIMIT :limit)
+) AS title_tiers
+ORDER BY tier, lower(title) COLLATE "C", title COLLATE "C", song_id
 LIMIT :limit
 """
 )
-_BITMAP_ONLY = ("SET LOCAL enable_seqscan = off", "SET LOCAL enable_indexscan = off",
-                "SET LOCAL enable_indexonlyscan = off")
-_INDEX_ONLY = ("SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_indexscan = on",
-               "SET LOCAL enable_indexonlyscan = on")
-
-
-def _signature_pattern(q: str) -> str:
-    if len(q) >= SIGNATURE_MIN_QUERY_CHARS:
-        longest = max(q.split(), key=len)
-        if len(longest) >= SIGNATURE_MIN_WORD_CHARS:
-            return "%" + _like_escape(longest) + "%"
-    return "%" + _like_escape(q) + "%"
 
 
 def _search_postgres(conn: sa.Connection, q: str, params: dict[str, Any], limit: int) -> list[SearchResult]:
-    tiers = _STATEMENTS["postgresql"]
+    signature = _signature(q)
     with conn.begin():
-        results = _run_tiers(conn, tiers[:2], params, limit, [])
+        results = [SearchResult(*row) for row in conn.execute(_TITLE_TIERS, {**params, "limit": limit})]
         if len(results) == limit:
             return results
-        for setting in _BITMAP_ONLY:
-            conn.exec_driver_sql(setting)
+        conn.exec_driver_sql(_BITMAP_ONLY)
         rows = conn.execute(
-            _RANKED_CANDIDATES,
-            {**params, "signature": _signature_pattern(q), "cap": CANDIDATE_CAP, "limit": limit - len(results)},
+            _CAPPED[len(signature)],
+            {
+                **params,
+                **{f"signature{i}": pattern for i, pattern in enumerate(signature)},
+                "cap": CANDIDATE_CAP,
+                "limit": limit - len(results),
+            },
         ).all()
-        if not rows or rows[0].candidates < CANDIDATE_CAP:
-            return results + [SearchResult(*row[:-2]) for row in rows if row.tier is not None]
-        for setting in _INDEX_ONLY:
-            conn.exec_driver_sql(setting)
-        return _run_tiers(conn, tiers[2:], params, limit, results)
+        planner_chooses = False
+        for tier in (2, 3, 4):
+            tier_rows = [row for row in rows if row.tier == tier]
+            if tier_rows and tier_rows[0].candidates >= CANDIDATE_CAP:
+                if not planner_chooses:
+                    conn.exec_driver_sql(_PLANNER_CHOICE)
+                    planner_chooses = True
+                _run_tiers(conn, _STATEMENTS["postgresql"][tier : tier + 1], params, limit, results)
+            else:
+                results.extend(SearchResult(*row[:-3]) for row in tier_rows[: limit - len(results)] if row.is_match)
+            if len(results) == limit:
+                break
+    return results
 
 
 _engines: dict[str, sa.Engine] = {}

@@ -1,4 +1,4 @@
-"""One contract, both `Cache` implementations (the Redis one against a real Redis)."""
+"""One contract, every `Cache` implementation (in-process, SQLite file, and Redis against a real Redis)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 import pytest
 
-from spotify_pipeline.spotify import Cache, FakeClock, InMemoryCache, RedisCache, track_key
+from spotify_pipeline.spotify import Cache, FakeClock, InMemoryCache, RedisCache, SQLiteCache, track_key
 from spotify_pipeline.spotify.cache import redis_client
 
 
-@pytest.fixture(params=["in-process", "redis"])
-def cache_env(request, redis_url, redis_prefix) -> tuple[Callable[..., Cache], Callable[[float], None]]:
+@pytest.fixture(params=["in-process", "sqlite", "redis"])
+def cache_env(request, tmp_path) -> tuple[Callable[..., Cache], Callable[[float], None]]:
     """(make(prefix=...) -> a handle on one shared store, advance(seconds))."""
     if request.param == "in-process":
         clock = FakeClock()
@@ -24,6 +24,17 @@ def cache_env(request, redis_url, redis_prefix) -> tuple[Callable[..., Cache], C
             return stores.setdefault(prefix, InMemoryCache(clock, prefix=prefix))
 
         return make_mem, clock.advance
+
+    if request.param == "sqlite":
+        sqlite_clock = FakeClock()
+        path = tmp_path / "spotify_cache.db"
+
+        def make_sqlite(prefix: str = "") -> Cache:  # a new handle (own connections) on the same file
+            return SQLiteCache(path, prefix=prefix, clock=sqlite_clock)
+
+        return make_sqlite, sqlite_clock.advance
+
+    redis_url, redis_prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
 
     def make_redis(prefix: str = "") -> Cache:
         return RedisCache(redis_client(redis_url), redis_prefix + prefix)
@@ -91,6 +102,44 @@ def test_lock_is_mutually_exclusive(cache_env) -> None:
     for t in threads:
         t.join()
     assert overlaps == [1] * 5
+
+
+def test_values_round_trip_as_json_and_a_set_replaces_value_and_ttl(cache_env) -> None:
+    make, advance = cache_env
+    cache = make()
+    values = {"s": "naïve ✓", "i": 7, "f": 1.5, "b": True, "n": None, "l": [1, "x", {"k": []}]}
+    cache.set_many(values, ttl_s=60)
+    assert cache.get_many(list(values)) == list(values.values())
+    cache.set("i", 8, ttl_s=0.2)  # the newer write wins, with its own TTL
+    assert cache.get("i") == 8
+    advance(0.35)
+    assert cache.get("i") is None and cache.get("s") == "naïve ✓"
+
+
+def test_lock_times_out_while_another_holder_has_it_and_is_released_on_error(cache_env) -> None:
+    make, _ = cache_env
+    held, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with make().lock("busy", timeout_s=5):
+            held.set()
+            done.wait(5)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert held.wait(5)
+        with pytest.raises(TimeoutError):
+            with make().lock("busy", timeout_s=0.2):
+                pass  # pragma: no cover
+    finally:
+        done.set()
+        t.join()
+    with pytest.raises(RuntimeError):
+        with make().lock("busy", timeout_s=2):
+            raise RuntimeError("boom")
+    with make().lock("busy", timeout_s=2):  # the failed block released it
+        pass
 
 
 def test_track_keys_are_namespaced_and_versioned() -> None:

@@ -25,6 +25,7 @@ def test_from_settings_carries_every_spotify_setting() -> None:
             "SPOTIFY_MAX_RETRY_WAIT_S": "60",
             "SPOTIFY_CONNECT_TIMEOUT_S": "2",
             "SPOTIFY_READ_TIMEOUT_S": "7",
+            "SPOTIFY_CACHE_PATH": "/var/cache/spotify.db",
         }
     )
     cfg = SpotifyClientConfig.from_settings(settings)
@@ -37,6 +38,7 @@ def test_from_settings_carries_every_spotify_setting() -> None:
     assert (cfg.track_ttl_s, cfg.popularity_ttl_s) == (100, 10)
     assert (cfg.max_retry_after_s, cfg.max_attempts, cfg.max_retry_wait_s) == (30, 3, 60)
     assert cfg.timeout == (2.0, 7.0)
+    assert cfg.cache_path == cfg.sqlite_cache_path == "/var/cache/spotify.db"
 
 
 def test_defaults_match_the_issue() -> None:
@@ -46,6 +48,8 @@ def test_defaults_match_the_issue() -> None:
     assert cfg.rate_limit_per_minute == 100
     assert cfg.timeout == (5.0, 15.0)
     assert (cfg.track_ttl_s, cfg.popularity_ttl_s, cfg.max_retry_after_s) == (86_400, 3_600, 120)
+    assert cfg.cache_path == ".data/spotify_cache.db"  # the local profile's persistent cache
+    assert SpotifyClientConfig().sqlite_cache_path is None  # a config built directly never writes a file
 
 
 @pytest.mark.parametrize(
@@ -65,8 +69,10 @@ def test_missing_credentials_name_the_variables(cid, secret, named, not_named) -
         assert var not in str(err.value)
 
 
-def test_build_client_accepts_settings() -> None:
-    client = build_client(Settings(spotify_client_id="cid", spotify_client_secret="sec"))
+def test_build_client_accepts_settings(tmp_path) -> None:
+    client = build_client(
+        Settings(spotify_client_id="cid", spotify_client_secret="sec", spotify_cache_path=str(tmp_path / "c.db"))
+    )
     assert client.config.client_id == "cid"
     assert client.config.api_base_url == "https://api.spotify.com/v1"
 

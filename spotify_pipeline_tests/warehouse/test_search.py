@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -9,7 +10,8 @@ from click.testing import CliRunner
 from spotify_pipeline.cli import main
 from spotify_pipeline.warehouse import create_engine
 from spotify_pipeline.warehouse.bulk import bulk_upsert
-from spotify_pipeline.warehouse.catalog import catalog_key, load_catalog
+from spotify_pipeline.warehouse import search as search_module
+from spotify_pipeline.warehouse.catalog import catalog_key, load_catalog, sample_catalog_path
 from spotify_pipeline.warehouse.migrations import migrate
 from spotify_pipeline.warehouse.search import SearchQueryError, search
 
@@ -117,19 +119,29 @@ def test_injection_attempts_change_nothing(engine):
         assert conn.execute(sa.text("SELECT count(*) FROM songs")).scalar_one() == len(SONGS)
 
 
-def test_sample_catalogue_gives_identical_results_on_sqlite_and_postgres(sqlite_url, postgres_url):
+@pytest.mark.parametrize("candidate_cap", [search_module.CANDIDATE_CAP, 3], ids=["default-cap", "tiny-cap"])
+def test_sample_catalogue_gives_identical_results_on_sqlite_and_postgres(
+    sqlite_url, postgres_url, monkeypatch, candidate_cap
+):
+    # A tiny cap sends every PostgreSQL substring tier down its planner-ranked path; the default cap
+    # keeps them on the GIN candidate path. Both must agree with SQLite exactly.
+    monkeypatch.setattr(search_module, "CANDIDATE_CAP", candidate_cap)
     engines = [create_engine(sqlite_url), create_engine(postgres_url)]
     try:
         for engine in engines:
             migrate(engine)
             load_catalog(engine)
+        with sample_catalog_path().open(newline="") as f:
+            rows = list(csv.DictReader(f))
         queries = ["love", "the", "night", "a", "LO", "remaster", "é", "summer", "blue", "light", "ing", "x"]
+        queries += [row["title"] for row in rows[::50]] + [row["artist"] for row in rows[25::50]]
+        queries += [f"{row['title']} {row['artist']}"[:40] for row in rows[::200]]  # long: signature path
         compared = 0
         for query in queries:
             on_sqlite, on_postgres = (search(query, limit=25, engine=e) for e in engines)
             assert on_sqlite == on_postgres, query
             compared += len(on_sqlite)
-        assert compared > 100  # the queries actually exercise the ranking
+        assert compared > 300  # the queries actually exercise the ranking
     finally:
         for engine in engines:
             engine.dispose()

@@ -16,13 +16,9 @@ CREATE TABLE songs (
 );
 
 -- Search (see spotify_pipeline/warehouse/search.py for the tiers these serve): exact and prefix title
--- matches in code-point order, trigram GIN indexes for substrings, and per-field length orderings so a
--- common substring is answered by walking an index in rank order instead of sorting every match.
+-- matches in code-point order, and trigram GIN indexes for substrings.
 CREATE INDEX songs_title_lower ON songs ((lower(title) COLLATE "C"), (title COLLATE "C"), id);
 CREATE INDEX songs_title_trgm ON songs USING gin (lower(title) gin_trgm_ops);
 CREATE INDEX songs_artist_trgm ON songs USING gin (lower(artist) gin_trgm_ops);
 CREATE INDEX songs_album_trgm ON songs USING gin (lower(album) gin_trgm_ops);
-CREATE INDEX songs_title_length ON songs (length(title), (title COLLATE "C"), id);
-CREATE INDEX songs_artist_length ON songs (length(artist), (title COLLATE "C"), id);
-CREATE INDEX songs_album_length ON songs (length(album), (title COLLATE "C"), id);
 CREATE INDEX songs_isrc ON songs (isrc);

@@ -160,13 +160,15 @@ def demo_command(ctx: _CliContext) -> None:
     run_demo(ctx.settings, echo=click.echo)
 
 
-def _register_emulator() -> None:
+def _register_subcommands() -> None:
+    from spotify_pipeline.auth_cli import auth_group
     from spotify_pipeline.emulator.cli import emulator_command
 
     main.add_command(emulator_command)
+    main.add_command(auth_group)
 
 
-_register_emulator()
+_register_subcommands()
 
 
 if __name__ == "__main__":  # pragma: no cover

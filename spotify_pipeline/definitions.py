@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from spotify_pipeline.defs.jobs import DAILY_ASSETS, spotify_daily_refresh, spotify_daily_refresh_schedule
+from spotify_pipeline.defs.requests import spotify_enrichment_requests
 from spotify_pipeline.defs.resources import spotify_resource_from_env
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
 
@@ -19,6 +20,7 @@ def build_definitions(
         assets=DAILY_ASSETS,
         jobs=[spotify_daily_refresh],
         schedules=[spotify_daily_refresh_schedule],
+        sensors=[spotify_enrichment_requests],
         resources=resources or {"spotify": spotify_resource_from_env(), "warehouse": WarehouseResource()},
         loggers=loggers,
     )

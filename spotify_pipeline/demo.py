@@ -24,6 +24,7 @@ from spotify_pipeline.warehouse import create_engine
 from spotify_pipeline.warehouse.catalog import load_catalog, sample_catalog_path
 from spotify_pipeline.warehouse.migrations import migrate
 from spotify_pipeline.warehouse.search import search
+from spotify_pipeline.warehouse.tokens import ensure_local_token_key
 
 DEMO_QUERIES = ("tonight", "heart")
 # The demo's own budget: fast enough to finish in seconds, and the emulator's window set to the same rate,
@@ -43,6 +44,8 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
 
     applied = migrate(engine)
     echo(f"[1/4] migrate: {len(applied)} migration(s) applied" if applied else "[1/4] migrate: schema up to date")
+    if ensure_local_token_key(settings.spotify_token_key_file, configured_key=settings.spotify_token_key):
+        echo(f"      generated a local key for stored user tokens: {settings.spotify_token_key_file} (mode 0600)")
 
     report = load_catalog(engine)
     echo(
@@ -68,6 +71,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
                 api_base_url=emulator.api_base_url,
                 accounts_base_url=emulator.accounts_base_url,
                 rate_limit_per_minute=DEMO_RATE_PER_MINUTE,
+                cache_path=settings.spotify_cache_path,
                 forward_logs_to_dagster=False,
             ),
             "warehouse": WarehouseResource(database_url=settings.database_url),

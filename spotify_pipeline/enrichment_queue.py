@@ -198,6 +198,7 @@ class RedisRequestQueue:
         visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
         consumer: str | None = None,
         max_entries: int = STREAM_MAX_ENTRIES,
+        consumer_max_idle_s: float = CONSUMER_MAX_IDLE_S,
     ) -> None:
         if visibility_timeout_s <= 0:
             raise ValueError("visibility_timeout_s must be positive")
@@ -206,6 +207,7 @@ class RedisRequestQueue:
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._visibility_ms = max(1, int(visibility_timeout_s * 1000))
         self._max_entries = max_entries
+        self._consumer_max_idle_ms = max(1, int(consumer_max_idle_s * 1000))
         self._group_ready = False
         self._prune = client.register_script(_PRUNE_CONSUMERS)
 
@@ -251,7 +253,8 @@ class RedisRequestQueue:
 
     def _claim(self, max_items: int) -> Claim:
         self._ensure_group()
-        self._prune(keys=[self._key], args=[GROUP, CONSUMER_MAX_IDLE_S * 1000, self._consumer])
+        # Each process adds a consumer to the group; forget those of processes long gone (holding nothing).
+        self._prune(keys=[self._key], args=[GROUP, self._consumer_max_idle_ms, self._consumer])
         entries, gone = self._reclaim(max_items)
         if not entries:
             replies = self._r.xreadgroup(GROUP, self._consumer, {self._key: ">"}, count=max_items)
@@ -300,14 +303,16 @@ class RedisRequestQueue:
                 # Claimed (so it is acknowledged with the rest and never comes back) but not run.
                 log.warning("ignoring malformed enrichment request %s in %s: %r", entry_id, self._key, values)
         entry_ids.sort(key=_stream_id_order)
-        return Claim(song_ids=tuple(sorted(song_ids)), entry_ids=tuple(entry_ids), handle=(self._key, tuple(entry_ids)))
+        return Claim(
+            song_ids=tuple(sorted(song_ids)), entry_ids=tuple(entry_ids), handle=(self._key, tuple(entry_ids))
+        )
 
     def ack(self, claim: Claim) -> int:
         if not claim:
             return 0
-        key, entry_ids = claim.handle
-        if key != self._key:
+        if not (isinstance(claim.handle, tuple) and len(claim.handle) == 2 and claim.handle[0] == self._key):
             raise ValueError("this claim was made on another queue")
+        entry_ids = claim.handle[1]
         try:
             with self._r.pipeline(transaction=True) as pipe:
                 pipe.xack(self._key, GROUP, *entry_ids)
@@ -339,7 +344,7 @@ class RedisRequestQueue:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _stream_id_order(entry_id: str) -> tuple[int, int]:
@@ -453,9 +458,9 @@ class WarehouseRequestQueue:
     def ack(self, claim: Claim) -> int:
         if not claim:
             return 0
-        table, row_ids = claim.handle
-        if table != TABLE:
+        if not (isinstance(claim.handle, tuple) and len(claim.handle) == 2 and claim.handle[0] == TABLE):
             raise ValueError("this claim was made on another queue")
+        row_ids = claim.handle[1]
         try:
             with self._engine.begin() as conn:
                 return conn.execute(_DELETE, {"ids": list(row_ids)}).rowcount

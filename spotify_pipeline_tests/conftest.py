@@ -12,6 +12,12 @@ pytest_plugins = ["spotify_pipeline.emulator.pytest_plugin"]
 _prefix_counter = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_spotify_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a test builds from the environment may write the developer's local cache in .data/."""
+    monkeypatch.setenv("SPOTIFY_CACHE_PATH", "memory")
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """URL of a real PostgreSQL server's maintenance database (see `servers` for how it is found)."""

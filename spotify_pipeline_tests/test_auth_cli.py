@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,21 +107,28 @@ def test_login_no_browser_reads_the_pasted_url_from_stdin(env) -> None:
         [sys.executable, "-m", "spotify_pipeline.auth_cli", "login", "--account", "me", "--no-browser"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env, text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
+    reader.start()
+    seen: list[str] = []
     try:
         url = None
-        deadline = time.monotonic() + 30
-        while url is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], 1)
-            if ready:
-                line = process.stdout.readline()
-                assert line, "the command ended before printing the URL"
-                if line.strip().startswith("http"):
-                    url = line.strip()
-        assert url is not None and "code_challenge_method=S256" in url
-        out, _ = process.communicate(redirect_location(url) + "\n", timeout=30)
+        while url is None:
+            line = lines.get(timeout=30)
+            seen.append(line)
+            if line.strip().startswith("http"):
+                url = line.strip()
+        assert "code_challenge_method=S256" in url
+        process.stdin.write(redirect_location(url) + "\n")
+        process.stdin.close()
+        process.wait(timeout=30)
+        reader.join(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
+    while not lines.empty():
+        seen.append(lines.get())
+    out = "".join(seen)
     assert process.returncode == 0, out
     assert "connected account 'me'" in out
     assert stored(env) is not None

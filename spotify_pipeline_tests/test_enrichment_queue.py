@@ -54,23 +54,39 @@ def sqlite_engine(sqlite_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def shared_warehouses(
+    tmp_path_factory: pytest.TempPathFactory, postgres_databases: servers.PostgresDatabases
+) -> Iterator[dict[str, str]]:
+    """One migrated SQLite and one migrated PostgreSQL warehouse for the contract tests of this module
+    (migrating a fresh database per test would dominate the run time); each test empties the queue table."""
+    with postgres_databases.database() as postgres_url:
+        urls = {"sqlite": f"sqlite:///{tmp_path_factory.mktemp('queue') / 'warehouse.db'}", "postgres": postgres_url}
+        for url in urls.values():
+            engine = create_engine(url)
+            migrate(engine)
+            engine.dispose()
+        yield urls
+
+
 @pytest.fixture(params=["redis", "sqlite", "postgres"])
 def make_queue(request: pytest.FixtureRequest) -> Iterator[MakeQueue]:
-    """Builds consumers of one shared queue; each has its own connection(s), like a separate process."""
+    """Builds consumers of one shared, empty queue; each has its own connection(s), like a separate process."""
     made: list[RequestQueue] = []
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
 
-        def build(visibility_timeout_s: float = 60.0) -> RequestQueue:
+        def build(visibility_timeout_s: float) -> RequestQueue:
             return RedisRequestQueue.from_url(url, prefix, visibility_timeout_s=visibility_timeout_s)
     else:
-        database_url = request.getfixturevalue(f"{request.param}_url")
+        database_url = request.getfixturevalue("shared_warehouses")[request.param]
         setup = create_engine(database_url)
-        migrate(setup)
+        with setup.begin() as conn:
+            conn.execute(sa.text("DELETE FROM spotify_enrichment_requests"))
         setup.dispose()
 
-        def build(visibility_timeout_s: float = 60.0) -> RequestQueue:
+        def build(visibility_timeout_s: float) -> RequestQueue:
             return WarehouseRequestQueue(
                 create_engine(database_url), visibility_timeout_s=visibility_timeout_s, owns_engine=True
             )
@@ -286,6 +302,21 @@ def test_redis_malformed_entry_is_claimed_but_not_run(redis_url: str, redis_pref
     queue.close()
 
 
+def test_redis_consumers_of_departed_processes_are_pruned(redis_url: str, redis_prefix: str):
+    departed = RedisRequestQueue.from_url(redis_url, redis_prefix, consumer="departed")
+    departed.enqueue([1, 2], reason="search")
+    holding = RedisRequestQueue.from_url(redis_url, redis_prefix, consumer="holding")
+    departed.ack(departed.claim(1))  # holds nothing now
+    assert holding.claim(1).song_ids == (2,)  # never acknowledged: must not be pruned
+    current = RedisRequestQueue.from_url(redis_url, redis_prefix, consumer="current", consumer_max_idle_s=0.1)
+    time.sleep(0.15)
+    assert not current.claim(10)
+    names = {c["name"] for c in redis.Redis.from_url(redis_url).xinfo_consumers(current.key, "spotify_enrichment")}
+    assert b"holding" in names and b"departed" not in names
+    for queue in (departed, holding, current):
+        queue.close()
+
+
 # --------------------------------------------------------------------------------- warehouse specifics
 
 
@@ -334,7 +365,8 @@ def test_warehouse_queue_is_shared_across_processes(sqlite_url: str):
 
 
 def test_factory_picks_redis_when_configured_else_the_warehouse(sqlite_url: str, redis_url: str, redis_prefix: str):
-    with_redis = build_request_queue(Settings(database_url=sqlite_url, redis_url=redis_url, redis_key_prefix=redis_prefix))
+    settings = Settings(database_url=sqlite_url, redis_url=redis_url, redis_key_prefix=redis_prefix)
+    with_redis = build_request_queue(settings)
     assert isinstance(with_redis, RedisRequestQueue)
     assert with_redis.key == redis_prefix + STREAM_KEY
     with_redis.close()

@@ -60,6 +60,10 @@ class SpotifyResource(dg.ConfigurableResource):
     rate_limit_per_minute: int | None = Field(
         default=None, description="Requests per minute shared by every process (SPOTIFY_RATE_LIMIT_PER_MINUTE)."
     )
+    cache_path: str | None = Field(
+        default=None,
+        description="SQLite cache file when REDIS_URL is unset (SPOTIFY_CACHE_PATH); 'memory' for in-process only.",
+    )
     app_mode: str = Field(
         default="auto", description="'auto' detects Extended Quota vs Development Mode; or force one of them."
     )
@@ -86,6 +90,7 @@ class SpotifyResource(dg.ConfigurableResource):
                 "redis_url": self.redis_url,
                 "redis_key_prefix": self.redis_key_prefix,
                 "rate_limit_per_minute": self.rate_limit_per_minute,
+                "cache_path": self.cache_path,
             }.items()
             if value is not None
         }

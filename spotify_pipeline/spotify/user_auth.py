@@ -40,7 +40,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -556,6 +556,7 @@ def _post_token(
     observer: Callable[[str, float, int | None], None] | None = None,
 ) -> TokenResponse:
     """POST to the token endpoint; HTTP Basic client authentication when the app has a secret."""
+    sent_at = clock.time()  # expiry counts from the request, never later than Spotify's own clock
     started = time.perf_counter()
     status: int | None = None
     try:
@@ -600,7 +601,7 @@ def _post_token(
         refresh_token=refresh_token,
         expires_in=float(token.get("expires_in") or 3600),
         scopes=scopes,
-        obtained_at=clock.time(),
+        obtained_at=sent_at,
     )
 
 
@@ -796,12 +797,6 @@ class UserTokenSource:
     def refresh(self, rejected: str | None = None) -> str:
         return self._obtain(rejected=rejected)
 
-    def tokens(self) -> UserTokens:
-        """The account's current tokens, refreshed first when the access token is stale."""
-        self.token()
-        assert self._local is not None
-        return UserTokens.from_record(self._local)
-
     def _fresh(self, record: TokenRecord, rejected: str | None = None) -> bool:
         return (
             record.access_token != rejected
@@ -852,7 +847,7 @@ class UserTokenSource:
                         raise
                     txn.mark_needs_reauth()
                     refused = ReauthorizationRequired(
-                        self.account, f"Spotify refused its refresh token: {getattr(exc, 'message', exc)}"
+                        self.account, f"Spotify refused its refresh token: {exc.message}"
                     )
                 else:
                     new = UserTokens(
@@ -921,19 +916,3 @@ def assess_refresh_token(
         )
     return TokenHealth("ok", f"account {record.account!r}: refresh token valid until {record.refresh_token_expires_at:%Y-%m-%d}")
 
-
-def token_summary(record: Mapping[str, Any] | Any) -> dict[str, Any]:
-    """A record's non-secret fields (for logs, status output and metadata): never a token."""
-    get = record.get if isinstance(record, Mapping) else (lambda name, default=None: getattr(record, name, default))
-    return {
-        name: get(name)
-        for name in (
-            "account",
-            "spotify_user_id",
-            "scopes",
-            "access_token_expires_at",
-            "consented_at",
-            "refresh_token_expires_at",
-            "needs_reauth",
-        )
-    }

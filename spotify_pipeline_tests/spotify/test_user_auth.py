@@ -414,3 +414,21 @@ def test_user_client_needs_the_scope(emulator, store) -> None:
     connect(emulator, store, scopes="user-read-recently-played")
     with pytest.raises(SpotifyForbidden, match="Insufficient client scope"):
         user_client(emulator, store).saved_tracks_page()
+
+
+def test_refresh_token_health_levels() -> None:
+    from types import SimpleNamespace
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def record(days_left: float, needs_reauth: bool = False):
+        return SimpleNamespace(account="me", refresh_token_expires_at=now + timedelta(days=days_left), needs_reauth=needs_reauth)
+
+    assert assess_refresh_token(record(30), now=now).level == "ok"
+    warn = assess_refresh_token(record(13), now=now)
+    assert warn.level == "warn" and "13 days left" in warn.message and "auth login --account me" in warn.message
+    assert assess_refresh_token(record(14), now=now).level == "warn"
+    expired = assess_refresh_token(record(-1), now=now)
+    assert expired.level == "error" and "expired" in expired.message and "auth login --account me" in expired.message
+    refused = assess_refresh_token(record(100, needs_reauth=True), now=now)
+    assert refused.level == "error" and "'me'" in refused.message

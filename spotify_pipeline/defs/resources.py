@@ -15,7 +15,9 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from spotify_pipeline.settings import Settings, get_settings
-from spotify_pipeline.spotify import SpotifyClient, SpotifyClientConfig, build_client
+from spotify_pipeline.spotify import Metrics, SpotifyClient, SpotifyClientConfig, build_client
+from spotify_pipeline.spotify.user_auth import TokenStore
+from spotify_pipeline.spotify.user_client import UserSpotifyClient, build_user_client
 from spotify_pipeline.spotify.logs import LOGGER_NAME, install_redaction
 
 
@@ -72,6 +74,8 @@ class SpotifyResource(dg.ConfigurableResource):
     )
 
     _client: SpotifyClient | None = PrivateAttr(default=None)
+    _user_clients: dict[str, SpotifyClient] = PrivateAttr(default_factory=dict)
+    _metrics: Metrics | None = PrivateAttr(default=None)
     _handler: logging.Handler | None = PrivateAttr(default=None)
     _run_id: str | None = PrivateAttr(default=None)
     _saved_level: int | None = PrivateAttr(default=None)
@@ -117,22 +121,39 @@ class SpotifyResource(dg.ConfigurableResource):
         if self._saved_level is not None:
             logger.setLevel(self._saved_level)
             self._saved_level = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in [self._client, *self._user_clients.values()]:
+            if client is not None:
+                client.close()
+        self._client = None
+        self._user_clients = {}
+        self._metrics = None
 
     # -- what assets use -------------------------------------------------------------------------------
+    def _run_metrics(self) -> Metrics:
+        if self._metrics is None:
+            self._metrics = Metrics(run_id=self._run_id)
+        return self._metrics
+
     def get_client(self) -> SpotifyClient:
-        """The run's client (built on first use; one per run and process, so metrics are per run)."""
+        """The run's app client (built on first use; one per run and process, so metrics are per run)."""
         if self._client is None:
-            self._client = build_client(self.client_config(), run_id=self._run_id)
+            self._client = build_client(self.client_config(), run_id=self._run_id, metrics=self._run_metrics())
         return self._client
 
+    def get_user_client(self, account: str, store: TokenStore) -> UserSpotifyClient:
+        """A client acting for a connected `account` (tokens from `store`), on the same limiter, cache and
+        metrics as the app client."""
+        if account not in self._user_clients:
+            self._user_clients[account] = build_user_client(
+                self.client_config(), store, account, run_id=self._run_id, metrics=self._run_metrics()
+            )
+        return self._user_clients[account]
+
     def usage_rows(self) -> list[dict[str, Any]]:
-        """Per-endpoint usage of this run so far: rows for the ``spotify_api_usage`` table."""
-        if self._client is None:
+        """Per-endpoint usage of this run so far (app and user clients): rows for ``spotify_api_usage``."""
+        if self._metrics is None:
             return []
-        return self._client.metrics.snapshot(run_id=self._run_id)
+        return self._metrics.snapshot(run_id=self._run_id)
 
     def usage_metadata(self) -> dict[str, Any]:
         """Usage totals and the per-endpoint table, ready for `MaterializeResult(metadata=...)`."""

@@ -26,6 +26,21 @@ log = get_logger(__name__)
 KEY_VERSION = "spotify:v1"
 
 
+def encode_value(value: Any) -> str:
+    """How every cache stores a value: compact JSON."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def decode_value(raw: str | bytes | None) -> Any | None:
+    """A stored value, or None for a missing or corrupt entry (a corrupt entry is a miss, not a crash)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
 def track_key(track_id: str, market: str | None) -> str:
     """Versioned key of one cached track: ``spotify:v1:track:{market}:{id}`` (market ``-`` when unset)."""
     return f"{KEY_VERSION}:track:{market or '-'}:{track_id}"
@@ -71,7 +86,7 @@ class InMemoryCache:
                     self._data.pop(self._prefix + key, None)
                     out.append(None)
                 else:
-                    out.append(json.loads(entry[1]))
+                    out.append(decode_value(entry[1]))
         return out
 
     def set(self, key: str, value: Any, ttl_s: float) -> None:
@@ -79,7 +94,7 @@ class InMemoryCache:
 
     def set_many(self, items: Mapping[str, Any], ttl_s: float) -> None:
         expires = self._clock.time() + ttl_s
-        encoded = {self._prefix + k: (expires, json.dumps(v, separators=(",", ":"))) for k, v in items.items()}
+        encoded = {self._prefix + k: (expires, encode_value(v)) for k, v in items.items()}
         with self._mutex:
             self._data.update(encoded)
 
@@ -136,16 +151,7 @@ class RedisCache:
         except (redis.RedisError, OSError) as exc:
             self._degraded("get", exc)
             return [None] * len(keys)
-        out: list[Any | None] = []
-        for value in raw:
-            if value is None:
-                out.append(None)
-                continue
-            try:
-                out.append(json.loads(value))
-            except ValueError:  # a corrupt entry is a miss, not a crash
-                out.append(None)
-        return out
+        return [decode_value(value) for value in raw]
 
     def set(self, key: str, value: Any, ttl_s: float) -> None:
         self.set_many({key: value}, ttl_s)
@@ -157,7 +163,7 @@ class RedisCache:
         try:
             pipe = self._r.pipeline(transaction=False)
             for k, v in items.items():
-                pipe.set(self._prefix + k, json.dumps(v, separators=(",", ":")), px=px)
+                pipe.set(self._prefix + k, encode_value(v), px=px)
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self._degraded("set", exc)

@@ -22,7 +22,6 @@ path, a directory that is not writable) does raise, so a misconfiguration is rep
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -32,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from spotify_pipeline.spotify.cache import InMemoryCache, iter_chunks
+from spotify_pipeline.spotify.cache import InMemoryCache, decode_value, encode_value, iter_chunks
 from spotify_pipeline.spotify.clock import Clock, SystemClock
 from spotify_pipeline.spotify.logs import get_logger
 
@@ -182,17 +181,7 @@ class SQLiteCache:
         except sqlite3.Error as exc:
             self._degraded("get", exc)
             return [None] * len(keys)
-        out: list[Any | None] = []
-        for key in keys:
-            raw = found.get(self._prefix + key)
-            if raw is None:
-                out.append(None)
-                continue
-            try:
-                out.append(json.loads(raw))
-            except ValueError:  # a corrupt entry is a miss, not a crash
-                out.append(None)
-        return out
+        return [decode_value(found.get(self._prefix + key)) for key in keys]
 
     def set(self, key: str, value: Any, ttl_s: float) -> None:
         self.set_many({key: value}, ttl_s)
@@ -202,7 +191,7 @@ class SQLiteCache:
             return
         now = self._clock.time()
         expires = now + ttl_s
-        rows = [(self._prefix + k, json.dumps(v, separators=(",", ":")), expires) for k, v in items.items()]
+        rows = [(self._prefix + k, encode_value(v), expires) for k, v in items.items()]
         purge = time.monotonic() - self._last_purge >= self._purge_every_s
         try:
             conn = self._conn()

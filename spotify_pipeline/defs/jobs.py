@@ -6,7 +6,6 @@ import dagster as dg
 
 from spotify_pipeline.defs.catalog.assets import raw_spotify_tracks, songs_enriched, songs_search, spotify_catalog
 from spotify_pipeline.defs.matching.assets import spotify_track_matches
-from spotify_pipeline.defs.partitions import daily_partitions
 from spotify_pipeline.defs.popularity.assets import spotify_popularity_movers, spotify_popularity_snapshots
 
 DAILY_ASSETS = [
@@ -22,7 +21,6 @@ DAILY_ASSETS = [
 spotify_daily_refresh = dg.define_asset_job(
     name="spotify_daily_refresh",
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
-    partitions_def=daily_partitions,
     description=(
         "Match new songs, pull their Spotify tracks, normalize the catalogue, capture today's popularity, "
         "write the Spotify columns back to `songs` and rank the day's movers."

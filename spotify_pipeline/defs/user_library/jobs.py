@@ -14,13 +14,11 @@ from spotify_pipeline.warehouse.tokens import SqlTokenStore
 spotify_recently_played_job = dg.define_asset_job(
     name="spotify_recently_played_refresh",
     selection=dg.AssetSelection.assets(spotify_recently_played),
-    partitions_def=accounts_partitions,
     description="Pull each connected account's new plays (Spotify keeps only the last 50).",
 )
 spotify_saved_tracks_job = dg.define_asset_job(
     name="spotify_saved_tracks_refresh",
     selection=dg.AssetSelection.assets(spotify_saved_tracks),
-    partitions_def=accounts_partitions,
     description="Pull each connected account's saved tracks in full.",
 )
 

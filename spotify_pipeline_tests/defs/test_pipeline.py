@@ -199,11 +199,12 @@ def test_movers_asset_writes_the_table_and_a_markdown_summary(pipeline):
 
 def test_the_schedule_runs_todays_partition_at_0600_utc():
     tick = dt.datetime.combine(utc_today(), dt.time(6, 0), tzinfo=dt.timezone.utc)
+    schedule = defs.resolve_schedule_def(spotify_daily_refresh_schedule.name)
     context = dg.build_schedule_context(scheduled_execution_time=tick)
-    [request] = list(spotify_daily_refresh_schedule.evaluate_tick(context).run_requests)
+    [request] = list(schedule.evaluate_tick(context).run_requests)
     assert request.partition_key == TODAY
-    assert spotify_daily_refresh_schedule.cron_schedule == "0 6 * * *"
-    assert spotify_daily_refresh_schedule.execution_timezone in (None, "UTC")
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.execution_timezone in (None, "UTC")
 
 
 def test_definitions_load_with_the_job_schedule_pool_and_checks():

@@ -171,7 +171,8 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
             continue
         data = results[figure]
         if "error" in data:
-            rows.append(Row(figure, "(did not run to the end)", "-", "-", "-", "-", "error"))
+            message = data["error"].splitlines()[0] if data["error"] else "failed"
+            rows.append(Row(figure, f"error: {message[:70]}", "-", "-", "-", "-", "error"))
             continue
         builder(data, lambda *a, f=figure: add(f, *a))
     return rows
@@ -186,6 +187,9 @@ def _load_rows(d: dict[str, Any], add: Callable[..., None]) -> None:
         ">= 2x to_sql", to_sql and ours / to_sql >= 2.0)
     add("peak RSS (MB)", _num(d["peak_rss_mb"], 1), f"COPY proc {_num(d.get('copy_peak_rss_mb'), 1)}",
         _ratio(d["peak_rss_mb"], d.get("copy_peak_rss_mb")), "streams (no target)", None)
+    if d.get("upsert_catalog_rows_per_s"):
+        add(f"upsert_catalog rows/s, {d['upsert_catalog_rows']:,}", _num(d["upsert_catalog_rows_per_s"]),
+            f"bulk_upsert {_num(ours)}", _ratio(d["upsert_catalog_rows_per_s"], ours), "- (daily job's call)", None)
 
 
 def _search_rows(d: dict[str, Any], add: Callable[..., None]) -> None:
@@ -224,12 +228,11 @@ def _pipeline_rows(d: dict[str, Any], add: Callable[..., None]) -> None:
         _ratio(d["tracks_per_s"], d["tracks_per_s_asset_bodies"]), "-", None)
     add("wall s", _num(d["wall_s"], 1), f"asset bodies {_num(d['asset_body_s'], 1)}",
         _ratio(d["wall_s"], d["asset_body_s"]), "-", None)
-    add("peak RSS (MB)", _num(d["peak_rss_mb"], 1), f"idle proc {_num(d.get('start_rss_mb'), 1)}",
+    add("peak RSS (MB)", _num(d["peak_rss_mb"], 1), f"before run {_num(d.get('start_rss_mb'), 1)}",
         _ratio(d["peak_rss_mb"], d.get("start_rss_mb")), "-", None)
     add("Dagster overhead share", _num(d["dagster_overhead_share"], 3), "-", "-", "-", None)
-    if "all_songs_matched" in d:
-        add("songs matched + snapshotted", f"{d['songs_matched']:,} / {d['snapshots']:,}", f"songs {d['songs']:,}",
-            "-", "all", d["all_songs_matched"])
+    add("songs matched / snapshotted", f"{d['songs_matched']:,} / {d['snapshots']:,}", f"songs {d['songs']:,}",
+        _ratio(d["snapshots"], d["songs"]), "-", None)
 
 
 def _matching_rows(d: dict[str, Any], add: Callable[..., None]) -> None:

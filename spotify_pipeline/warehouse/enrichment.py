@@ -238,11 +238,17 @@ def upsert_catalog(
         ),
     }
     if tracks:
-        # fetched_at moves on every read, not only on a change of content.
-        conn.execute(
-            sa.text("UPDATE spotify_tracks SET fetched_at = :fetched_at WHERE track_id = :track_id"),
-            [{"track_id": t["track_id"], "fetched_at": db_timestamp(conn, t["fetched_at"])} for t in tracks if t.get("fetched_at")],
-        )
+        # fetched_at moves on every read, not only on a change of content; a pull shares one read time,
+        # so this is one statement per distinct time rather than one per track.
+        by_time: dict[Any, list[str]] = {}
+        for t in tracks:
+            if t.get("fetched_at"):
+                by_time.setdefault(db_timestamp(conn, t["fetched_at"]), []).append(t["track_id"])
+        for fetched_at, ids in by_time.items():
+            conn.execute(
+                _expanding("UPDATE spotify_tracks SET fetched_at = :fetched_at WHERE track_id IN :ids", "ids"),
+                {"fetched_at": fetched_at, "ids": ids},
+            )
         # A track's artist list is replaced whole: positions can change between reads.
         conn.execute(
             _expanding("DELETE FROM spotify_track_artists WHERE track_id IN :ids", "ids"),
@@ -275,9 +281,12 @@ def write_popularity_snapshot(
     written = bulk_upsert(conn, "spotify_popularity_snapshots", records, key=["snapshot_date", "track_id"])
     if records:
         conn.execute(
-            sa.text("UPDATE spotify_tracks SET popularity = :popularity, popularity_read_at = :captured_at "
-                    "WHERE track_id = :track_id"),
-            records,
+            sa.text(
+                "UPDATE spotify_tracks SET popularity = s.popularity, popularity_read_at = s.captured_at "
+                "FROM spotify_popularity_snapshots AS s "
+                "WHERE s.track_id = spotify_tracks.track_id AND s.snapshot_date = :d"
+            ),
+            {"d": snapshot_date.isoformat()},
         )
     return written
 

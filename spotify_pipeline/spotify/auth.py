@@ -26,7 +26,7 @@ from spotify_pipeline.spotify.cache import KEY_VERSION, Cache
 from spotify_pipeline.spotify.clock import Clock, SystemClock
 from spotify_pipeline.spotify.errors import SpotifyAuthError, SpotifyConfigError, SpotifyConnectionError
 from spotify_pipeline.spotify.logs import REDACTION_FILTER, get_logger
-from spotify_pipeline.spotify.transport import build_session
+from spotify_pipeline.spotify.transport import build_session, host_of
 
 log = get_logger(__name__)
 
@@ -131,11 +131,13 @@ class ClientCredentialsAuth:
             )
         except requests.Timeout:
             self._observe(started, None)
-            raise SpotifyConnectionError("token request timed out", endpoint=TOKEN_ENDPOINT, timeout=True) from None
+            raise SpotifyConnectionError(
+                "token request timed out", endpoint=TOKEN_ENDPOINT, timeout=True, host=host_of(self.token_url)
+            ) from None
         except requests.ConnectionError as exc:
             self._observe(started, None)
             raise SpotifyConnectionError(
-                f"token request failed ({type(exc).__name__})", endpoint=TOKEN_ENDPOINT
+                f"token request failed ({type(exc).__name__})", endpoint=TOKEN_ENDPOINT, host=host_of(self.token_url)
             ) from None
         self._observe(started, response.status_code)
         self.fetch_count += 1

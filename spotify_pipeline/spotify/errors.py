@@ -21,13 +21,19 @@ class RateLimiterUnavailable(SpotifyError):
 
 
 class SpotifyConnectionError(SpotifyError):
-    """The request never got an HTTP answer: connection refused/reset, DNS failure or timeout (retryable)."""
+    """The request never got an HTTP answer: connection refused/reset, DNS failure or timeout (retryable).
 
-    def __init__(self, message: str, *, endpoint: str, timeout: bool = False) -> None:
-        super().__init__(f"{endpoint}: {message}")
+    The text says that Spotify (and at which ``host``, when known: never a path or a query) did not answer,
+    so a failed run names the service that is down.
+    """
+
+    def __init__(self, message: str, *, endpoint: str, timeout: bool = False, host: str | None = None) -> None:
+        where = f" at {host}" if host else ""
+        super().__init__(f"{endpoint}: no answer from Spotify{where}: {message}")
         self.endpoint = endpoint
         self.message = message
         self.timeout = timeout
+        self.host = host
 
 
 class SpotifyHTTPError(SpotifyError):

@@ -57,6 +57,31 @@ def _optional(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], ctx
     return value
 
 
+#: Largest whole number the warehouse stores in its INTEGER columns (durations, counts, image sizes).
+INT_MAX = 2**31 - 1
+
+
+def _optional_int(obj: dict[str, Any], name: str, ctx: _Ctx, low: int = 0, high: int = INT_MAX) -> int | None:
+    """An optional whole number that must lie in ``low..high``: anything outside is a malformed field."""
+    value = _optional(obj, name, int, ctx)
+    if value is not None and not low <= value <= high:
+        raise ctx.fail(f"field out of range {low}..{high}: {value}", name)
+    return value
+
+
+#: Longest Spotify id (or ISRC) accepted: Spotify's are 22 (12) characters; the bound keeps a malformed one
+#: from breaking the warehouse's keys and indexes.
+MAX_ID_CHARS = 255
+
+
+def _id(obj: dict[str, Any], name: str, ctx: _Ctx, *, required: bool = True) -> str | None:
+    """An identifier of at most `MAX_ID_CHARS` characters (a required one must not be empty)."""
+    value = _required(obj, name, str, ctx) if required else _optional(obj, name, str, ctx)
+    if value is not None and (len(value) > MAX_ID_CHARS or (required and not value)):
+        raise ctx.fail(f"identifier is empty or longer than {MAX_ID_CHARS} characters", name)
+    return value
+
+
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -86,8 +111,8 @@ def _images(obj: dict[str, Any], ctx: _Ctx) -> list[Image]:
         out.append(
             Image(
                 url=_required(item, "url", str, c),
-                height=_optional(item, "height", int, c),
-                width=_optional(item, "width", int, c),
+                height=_optional_int(item, "height", c),
+                width=_optional_int(item, "width", c),
             )
         )
     return out
@@ -102,7 +127,7 @@ class SimplifiedArtist:
     @classmethod
     def parse(cls, raw: Any, ctx: _Ctx) -> SimplifiedArtist:
         obj = _obj(raw, ctx)
-        return cls(id=_required(obj, "id", str, ctx), name=_required(obj, "name", str, ctx), uri=_optional(obj, "uri", str, ctx))
+        return cls(id=_id(obj, "id", ctx), name=_required(obj, "name", str, ctx), uri=_optional(obj, "uri", str, ctx))
 
 
 def _artists(obj: dict[str, Any], ctx: _Ctx, *, required: bool) -> list[SimplifiedArtist]:
@@ -128,12 +153,12 @@ class SimplifiedAlbum:
     def parse(cls, raw: Any, ctx: _Ctx) -> SimplifiedAlbum:
         obj = _obj(raw, ctx)
         return cls(
-            id=_required(obj, "id", str, ctx),
+            id=_id(obj, "id", ctx),
             name=_required(obj, "name", str, ctx),
             album_type=_optional(obj, "album_type", str, ctx),
             release_date=_optional(obj, "release_date", str, ctx),
             release_date_precision=_optional(obj, "release_date_precision", str, ctx),
-            total_tracks=_optional(obj, "total_tracks", int, ctx),
+            total_tracks=_optional_int(obj, "total_tracks", ctx),
             artists=_artists(obj, ctx, required=False),
             images=_images(obj, ctx),
             uri=_optional(obj, "uri", str, ctx),
@@ -159,7 +184,7 @@ class Album(SimplifiedAlbum):
             **vars(base),
             label=_optional(obj, "label", str, ctx),
             upc=_optional(ext, "upc", str, ctx.child("external_ids")),
-            popularity=_optional(obj, "popularity", int, ctx),
+            popularity=_optional_int(obj, "popularity", ctx, 0, 100),
             genres=_str_list(obj, "genres", ctx),
             raw=obj,
         )
@@ -183,15 +208,15 @@ class Artist:
         followers_obj = _optional(obj, "followers", dict, ctx)
         followers = None
         if followers_obj is not None:
-            followers = _optional(followers_obj, "total", int, ctx.child("followers"))
+            followers = _optional_int(followers_obj, "total", ctx.child("followers"))
         return cls(
-            id=_required(obj, "id", str, ctx),
+            id=_id(obj, "id", ctx),
             name=_required(obj, "name", str, ctx),
             uri=_optional(obj, "uri", str, ctx),
             images=_images(obj, ctx),
             genres=_str_list(obj, "genres", ctx),
             followers=followers,
-            popularity=_optional(obj, "popularity", int, ctx),
+            popularity=_optional_int(obj, "popularity", ctx, 0, 100),
             raw=obj,
         )
 
@@ -230,12 +255,12 @@ class Track:
     def from_json(cls, raw: Any, *, endpoint: str, path: str = "", requested_id: str | None = None) -> Track:
         ctx = _Ctx(endpoint, path)
         obj = _obj(raw, ctx)
-        track_id = _required(obj, "id", str, ctx)
+        track_id = _id(obj, "id", ctx)
         name = _required(obj, "name", str, ctx)
         artists = _artists(obj, ctx, required=True)
         album = SimplifiedAlbum.parse(_required(obj, "album", dict, ctx), ctx.child("album"))
         linked = _optional(obj, "linked_from", dict, ctx)
-        linked_from_id = _optional(linked, "id", str, ctx.child("linked_from")) if linked is not None else None
+        linked_from_id = _id(linked, "id", ctx.child("linked_from"), required=False) if linked is not None else None
         ext = _optional(obj, "external_ids", dict, ctx) or {}
         if requested_id is None:
             requested_id = linked_from_id or track_id
@@ -245,15 +270,15 @@ class Track:
             artists=artists,
             album=album,
             requested_id=requested_id,
-            duration_ms=_optional(obj, "duration_ms", int, ctx),
+            duration_ms=_optional_int(obj, "duration_ms", ctx),
             explicit=_optional(obj, "explicit", bool, ctx),
-            disc_number=_optional(obj, "disc_number", int, ctx),
-            track_number=_optional(obj, "track_number", int, ctx),
-            isrc=_optional(ext, "isrc", str, ctx.child("external_ids")),
+            disc_number=_optional_int(obj, "disc_number", ctx),
+            track_number=_optional_int(obj, "track_number", ctx),
+            isrc=_id(ext, "isrc", ctx.child("external_ids"), required=False),
             uri=_optional(obj, "uri", str, ctx),
             is_playable=_optional(obj, "is_playable", bool, ctx),
             is_local=_optional(obj, "is_local", bool, ctx),
-            popularity=_optional(obj, "popularity", int, ctx),
+            popularity=_optional_int(obj, "popularity", ctx, 0, 100),
             available_markets=_str_list(obj, "available_markets", ctx),
             linked_from_id=linked_from_id,
             raw=obj,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -71,6 +73,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def host_of(url: str) -> str | None:
+    """``host:port`` of a URL (no credentials, path or query: safe in an error message)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    except ValueError:
+        return None
+
+
 def error_from_response(response: requests.Response, endpoint: str) -> SpotifyHTTPError:
     """The typed exception for an error response, carrying Spotify's message, the endpoint and the status."""
     status = response.status_code
@@ -104,6 +115,35 @@ def error_from_response(response: requests.Response, endpoint: str) -> SpotifyHT
         404: SpotifyNotFound,
     }.get(status, SpotifyServerError if status >= 500 else SpotifyHTTPError)
     return cls(status, message, endpoint=endpoint, reason=reason)
+
+
+# JSON escapes that decode to text no database stores (NUL, halves of surrogate pairs). Bodies are UTF-8, so
+# only escaped forms can carry them: the bytes are searched first, the decoded body walked only on a hit.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")  # NaN, Infinity, -Infinity: Python accepts them, JSON does not
+
+
+def _storable(value: Any) -> bool:
+    """No NUL character and no unpaired surrogate in any string (key or value) of a decoded JSON body."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 class Transport:
@@ -140,12 +180,19 @@ class Transport:
         if response.status_code == 204 or not response.content:
             return None
         try:
-            return response.json()
+            body = response.json(parse_constant=_reject_constant)
         except (ValueError, json.JSONDecodeError):
             ctype = response.headers.get("Content-Type", "?")
             raise SpotifyResponseError(
                 f"HTTP {response.status_code} body is not JSON (Content-Type {ctype})", endpoint=endpoint
             ) from None
+        if _SUSPECT_ESCAPE.search(response.content) and not _storable(body):
+            raise SpotifyResponseError(
+                f"HTTP {response.status_code} body holds a NUL character or an unpaired surrogate (invalid text "
+                "that no warehouse can store)",
+                endpoint=endpoint,
+            )
+        return body
 
     def _send(
         self, method: str, path: str, endpoint: str, params: Mapping[str, Any] | None, token: str
@@ -164,10 +211,14 @@ class Transport:
             )
         except requests.Timeout as exc:
             self._observe(endpoint, started, None)
-            raise SpotifyConnectionError(f"timed out ({type(exc).__name__})", endpoint=endpoint, timeout=True) from None
+            raise SpotifyConnectionError(
+                f"timed out ({type(exc).__name__})", endpoint=endpoint, timeout=True, host=host_of(self.base_url)
+            ) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             self._observe(endpoint, started, None)
-            raise SpotifyConnectionError(f"connection failed ({type(exc).__name__})", endpoint=endpoint) from None
+            raise SpotifyConnectionError(
+                f"connection failed ({type(exc).__name__})", endpoint=endpoint, host=host_of(self.base_url)
+            ) from None
         self._observe(endpoint, started, response.status_code)
         log.debug("%s %s -> %s", method, endpoint, response.status_code)
         return response

@@ -61,7 +61,7 @@ from spotify_pipeline.spotify.errors import (
     SpotifyResponseError,
 )
 from spotify_pipeline.spotify.logs import REDACTION_FILTER, get_logger
-from spotify_pipeline.spotify.transport import Transport, build_session, error_from_response
+from spotify_pipeline.spotify.transport import Transport, build_session, error_from_response, host_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from spotify_pipeline.spotify.config import SpotifyClientConfig
@@ -569,9 +569,13 @@ def _post_token(
         )
         status = response.status_code
     except requests.Timeout:
-        raise SpotifyConnectionError("token request timed out", endpoint=TOKEN_ENDPOINT, timeout=True) from None
+        raise SpotifyConnectionError(
+            "token request timed out", endpoint=TOKEN_ENDPOINT, timeout=True, host=host_of(app.token_url)
+        ) from None
     except requests.ConnectionError as exc:
-        raise SpotifyConnectionError(f"token request failed ({type(exc).__name__})", endpoint=TOKEN_ENDPOINT) from None
+        raise SpotifyConnectionError(
+            f"token request failed ({type(exc).__name__})", endpoint=TOKEN_ENDPOINT, host=host_of(app.token_url)
+        ) from None
     finally:
         if observer is not None:
             observer(TOKEN_ENDPOINT, time.perf_counter() - started, status)

@@ -22,7 +22,9 @@ from spotify_pipeline.warehouse.bulk import bulk_upsert
 REQUIRED_COLUMNS = ("title", "artist")
 KNOWN_COLUMNS = ("title", "artist", "album", "duration_ms", "isrc", "release_year")
 MAX_FIELD_CHARS = 500
-ISRC_PATTERN = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$")
+ISRC_PATTERN = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$")  # ASCII digits only, as the table's CHECK
+#: The largest duration the warehouse's INTEGER column holds (about 24 days).
+MAX_DURATION_MS = 2**31 - 1
 
 
 class CatalogFileError(ValueError):
@@ -107,6 +109,8 @@ def _validate(record: dict[str, Any]) -> dict[str, Any]:
     duration = _parse_int(values["duration_ms"], "duration_ms")
     if duration is not None and duration <= 0:
         raise ValueError(f"duration_ms must be positive, got {values['duration_ms']!r}")
+    if duration is not None and duration > MAX_DURATION_MS:
+        raise ValueError(f"duration_ms is too large: {values['duration_ms']!r} (at most {MAX_DURATION_MS})")
     year = _parse_int(values["release_year"], "release_year")
     if year is not None and not 1000 <= year <= 2999:
         raise ValueError(f"release_year out of range: {year}")
@@ -150,7 +154,8 @@ def load_catalog(engine: sa.Engine, path: Path | str | None = None) -> LoadRepor
     if not path.is_file():
         raise CatalogFileError(f"no such file: {path}")
     report = LoadReport()
-    with path.open(encoding="utf-8", newline="") as stream, engine.begin() as conn:
+    # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark before the header.
+    with path.open(encoding="utf-8-sig", newline="") as stream, engine.begin() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM songs")).scalar_one()
         report.rows_loaded = bulk_upsert(
             conn,

@@ -104,6 +104,10 @@ def _normalize_query(query: object) -> str:
         raise SearchQueryError(f"the search query is longer than {MAX_QUERY_CHARS} characters ({len(text)})")
     if "\x00" in text:
         raise SearchQueryError("the search query contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. undecodable bytes on the command line
+        raise SearchQueryError("the search query is not valid text (it holds undecodable characters)") from None
     return text.lower()
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,21 +155,20 @@ class References:
         emulator = self._clean_emulator()
         name = f"reference_{backend}_{rows or 'all'}"
         if backend == "sqlite":
-            self._run(f"sqlite:///{self._directory / (name + '.db')}", emulator, name, rows)
-            return self._last
+            return self._run(f"sqlite:///{self._directory / (name + '.db')}", emulator, name, rows)
         with self._postgres.database() as url:
-            self._run(url, emulator, name, rows)
-        return self._last
+            return self._run(url, emulator, name, rows)
 
-    def _run(self, url: str, emulator: EmulatorHandle, name: str, rows: int | None) -> None:
-        built = build_pipeline(url, emulator, self._directory / f"{name}_cache.db", catalogue_subset(self._directory, rows))
+    def _run(self, url: str, emulator: EmulatorHandle, name: str, rows: int | None) -> Reference:
+        catalogue = catalogue_subset(self._directory, rows)
+        built = build_pipeline(url, emulator, self._directory / f"{name}_cache.db", catalogue)
         try:
             started = time.perf_counter()
             result = built.materialize()
             seconds = time.perf_counter() - started
             assert result.success, "the fault-free reference run failed"
-            self._last = Reference(fingerprint(built.engine), partition_counts(built.engine), seconds)
             assert duplicate_keys(built.engine) == dict.fromkeys(NATURAL_KEYS, 0)
+            return Reference(fingerprint(built.engine), partition_counts(built.engine), seconds)
         finally:
             built.engine.dispose()
 
@@ -229,7 +228,7 @@ class PartitionWatcher:
                 for name, count in partition_counts(self._engine).items():
                     self.seen[name].add(count)
                 self.polls += 1
-            except sa.exc.OperationalError as exc:  # a server being restarted under the reader
+            except sa.exc.DBAPIError as exc:  # a server being restarted under the reader
                 self.errors.append(type(exc.orig).__name__)
             self._stop.wait(self._interval_s)
 
@@ -263,6 +262,19 @@ class RunnerProcess:
                 raise AssertionError(f"the runner exited before the run started:\n{self.stderr.read_text()[-3000:]}")
             time.sleep(0.01)
         raise AssertionError(f"the runner did not start within {timeout_s} s")
+
+    def wait_for_step(self, step: str, timeout_s: float = 60.0) -> bool:
+        """Block until the run logged the start of `step` (its event log goes to stderr as it happens);
+        False if the run ended first."""
+        marker = f"{step} - STEP_START"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if marker in self.stderr.read_text(errors="replace"):
+                return True
+            if self.process.poll() is not None:
+                return False
+            time.sleep(0.005)
+        return False
 
     def kill(self) -> bool:
         """SIGKILL; True when the run was still going (not finished) at that moment."""
@@ -325,12 +337,6 @@ def step_failures(result) -> list[str]:
                 error = error.cause
             out.append(" <- ".join(parts))
     return out
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started
 
 
 def percentile(values: list[float], share: float) -> float:

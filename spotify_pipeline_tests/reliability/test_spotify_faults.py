@@ -4,12 +4,15 @@ a fault-free run, or stops quickly with an error that names the cause and leaves
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 import pytest
 
 from spotify_pipeline.emulator.testing import run_emulator
+from spotify_pipeline.spotify import SpotifyClientConfig, build_client
+from spotify_pipeline.spotify.errors import SpotifyConnectionError
 from spotify_pipeline.warehouse.search import search
 from spotify_pipeline_tests.reliability.conftest import (
     NATURAL_KEYS,
@@ -30,9 +33,9 @@ FAULTS = {
     "error_rate": 0.10,  # 500 / 502 / 503
     "reset_rate": 0.02,  # connections dropped before the answer, or cut off mid-body
     "latency_ms": 5.0,
-    # 429 bursts: at most 40 requests in any 2 s, with Retry-After up to 2 s.
-    "window_limit": 40,
-    "window_seconds": 2.0,
+    # 429 bursts: at most 12 requests in any second (the client itself does not limit), Retry-After 1 s.
+    "window_limit": 12,
+    "window_seconds": 1.0,
 }
 EMPTY_PARTITIONS = {"raw_spotify_tracks": 0, "spotify_popularity_snapshots": 0, "songs_enriched": 0}
 
@@ -72,6 +75,25 @@ def test_server_errors_resets_latency_and_429_bursts_end_in_the_fault_free_table
         built.engine.dispose()
 
 
+def test_dropped_and_cut_off_answers_are_retried_connection_errors_not_malformed_bodies(emulator):
+    """Every answer broken: dropped before a byte, or cut off mid-body. Each one is a retryable connection
+    error (never a "malformed body" that would record a song as a miss), and the last one is raised."""
+    emulator.configure(reset_rate=1.0, window_limit=None)
+    config = SpotifyClientConfig(
+        client_id=emulator.client_id, client_secret=emulator.client_secret, api_base_url=emulator.api_base_url,
+        accounts_base_url=emulator.accounts_base_url, rate_limit_per_minute=10**6, app_mode="extended",
+        max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.02,
+    )
+    with build_client(config) as client:
+        for query in ("love", "heart", "night", "river"):
+            with pytest.raises(SpotifyConnectionError, match="no answer from Spotify"):
+                client.search_tracks(query)
+        [search_usage] = [row for row in client.metrics.snapshot() if row["endpoint"] == "GET /search"]
+        assert search_usage["retries"] == 4 * 2  # three attempts each
+    by_status = emulator.stats()["by_status"]
+    assert by_status.get("dropped", 0) > 0 and by_status.get("truncated", 0) > 0, by_status
+
+
 @pytest.fixture
 def small_pipeline(emulator, tmp_path):
     emulator.configure(window_limit=None)
@@ -82,24 +104,38 @@ def small_pipeline(emulator, tmp_path):
     built.engine.dispose()
 
 
-def test_spotify_unreachable_fails_the_run_in_bounded_time_naming_spotify(small_pipeline, monkeypatch):
-    monkeypatch.setenv("SPOTIFY_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("SPOTIFY_CONNECT_TIMEOUT_S", "1")
-    monkeypatch.setenv("SPOTIFY_READ_TIMEOUT_S", "2")
+@pytest.fixture(params=["refused", "silent"])
+def dead_spotify(request):
+    """A Spotify nobody answers at: a closed port (connection refused at once), or a listener that accepts
+    connections and never says a word (every request runs into the read timeout)."""
+    if request.param == "refused":
+        yield f"http://127.0.0.1:{free_port()}", request.param
+        return
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        yield f"http://127.0.0.1:{silent.getsockname()[1]}", request.param
+
+
+def test_spotify_unreachable_fails_the_run_in_bounded_time_naming_spotify(small_pipeline, dead_spotify, monkeypatch):
+    dead, kind = dead_spotify
+    attempts, connect_timeout, read_timeout = 2, 1.0, 1.0
+    monkeypatch.setenv("SPOTIFY_MAX_ATTEMPTS", str(attempts))
+    monkeypatch.setenv("SPOTIFY_CONNECT_TIMEOUT_S", str(connect_timeout))
+    monkeypatch.setenv("SPOTIFY_READ_TIMEOUT_S", str(read_timeout))
     before = fingerprint(small_pipeline.engine)
     searched_before = search("heart", engine=small_pipeline.engine)
-    dead = f"http://127.0.0.1:{free_port()}"
     started = time.perf_counter()
     result = small_pipeline.materialize(api_base_url=f"{dead}/v1", accounts_base_url=dead)
     seconds = time.perf_counter() - started
     failures = step_failures(result)
-    print(f"failed in {seconds:.2f} s: {failures}")
+    print(f"Spotify {kind}: failed in {seconds:.2f} s: {failures}")
     assert not result.success
-    # 2 attempts, each refused at once, one backoff (at most 1 s) between them, plus Dagster's own work.
-    assert seconds < 15
-    assert failures and "Spotify" in failures[0] and "127.0.0.1" in failures[0]
+    # Every attempt waits at most its timeouts, with one backoff (at most 1 s) between them; plus Dagster.
+    assert seconds < attempts * (connect_timeout + read_timeout) + 1 + 5
+    assert failures and "no answer from Spotify at 127.0.0.1:" in failures[0]
     assert fingerprint(small_pipeline.engine) == before  # nothing written, not even a miss
-    assert search("heart", engine=small_pipeline.engine) == searched_before
+    assert search("heart", engine=small_pipeline.engine) == searched_before  # search does not need Spotify
 
 
 def test_spotify_going_down_mid_run_leaves_no_partial_partition(references, small_pipeline, monkeypatch):

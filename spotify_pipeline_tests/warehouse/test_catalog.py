@@ -94,3 +94,9 @@ def test_cli_seed_catalog_reports_skips(database_url, tmp_path):
     assert result.exit_code == 0, result.output
     assert "skipped line 3: missing title" in result.output
     assert "1 loaded (1 new songs), 1 skipped" in result.output
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads(engine, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeff".encode() + (HEADER + "Song,Artist,,,,\n").encode())
+    assert load_catalog(engine, path).songs_added == 1

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +75,11 @@ class Pipeline:
             return [tuple(r) for r in conn.execute(sa.text(sql), params)]
 
 
-def make_pipeline(database_url: str, emulator: Any, cache_path: Path) -> Pipeline:
+def make_pipeline(database_url: str, emulator: Any, cache_path: Path, catalogue: Path | None = None) -> Pipeline:
+    """A migrated warehouse holding `catalogue` (default: the sample catalogue), wired to `emulator`."""
     engine = create_engine(database_url)
     migrate(engine)
-    load_catalog(engine)
+    load_catalog(engine, catalogue)
     return Pipeline(database_url=database_url, engine=engine, emulator=emulator, cache_path=cache_path)
 
 
@@ -91,15 +92,23 @@ def pipeline(sqlite_url: str, emulator, tmp_path: Path) -> Iterator[Pipeline]:
     built.engine.dispose()
 
 
-def table_fingerprint(engine: sa.Engine) -> dict[str, tuple[int, str]]:
-    """Row count and an order-independent content checksum of every pipeline table."""
+def table_fingerprint(
+    engine: sa.Engine,
+    tables: Sequence[str] = PIPELINE_TABLES,
+    ignored_columns: Mapping[str, set[str]] | None = None,
+) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent content checksum of each table (no `*_at` or ignored columns)."""
     import hashlib
     import json
 
     fingerprint = {}
     with engine.connect() as conn:
-        for table in PIPELINE_TABLES:
-            columns = [c["name"] for c in sa.inspect(conn).get_columns(table) if not c["name"].endswith("_at")]
+        for table in tables:
+            ignored = (ignored_columns or {}).get(table, set())
+            columns = [
+                c["name"] for c in sa.inspect(conn).get_columns(table)
+                if not c["name"].endswith("_at") and c["name"] not in ignored
+            ]
             rows = conn.execute(sa.text(f"SELECT {', '.join(columns)} FROM {table}")).all()
             digests = sorted(
                 hashlib.sha256(json.dumps([_canonical(v) for v in row], default=str).encode()).hexdigest()

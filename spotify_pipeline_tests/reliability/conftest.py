@@ -5,7 +5,6 @@ partitions while a run writes them."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import signal
@@ -24,10 +23,9 @@ import sqlalchemy as sa
 from spotify_pipeline.defs.partitions import utc_today
 from spotify_pipeline.emulator.testing import EmulatorHandle, run_emulator
 from spotify_pipeline.warehouse import create_engine
-from spotify_pipeline.warehouse.catalog import load_catalog, sample_catalog_path
-from spotify_pipeline.warehouse.migrations import migrate
+from spotify_pipeline.warehouse.catalog import sample_catalog_path
 from spotify_pipeline_tests import servers
-from spotify_pipeline_tests.defs.conftest import PIPELINE_TABLES, Pipeline, _canonical
+from spotify_pipeline_tests.defs.conftest import PIPELINE_TABLES, Pipeline, make_pipeline, table_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNER_MODULE = "spotify_pipeline_tests.reliability.runner"
@@ -68,30 +66,24 @@ def catalogue_subset(directory: Path, rows: int | None) -> Path:
 
 
 def build_pipeline(database_url: str, emulator: Any, cache_path: Path, catalogue: Path) -> Pipeline:
-    engine = create_engine(database_url)
-    migrate(engine)
-    load_catalog(engine, catalogue)
-    return Pipeline(database_url=database_url, engine=engine, emulator=emulator, cache_path=cache_path)
+    return make_pipeline(database_url, emulator, cache_path, catalogue)
 
 
 def fingerprint(engine: sa.Engine) -> dict[str, tuple[int, str]]:
     """Row count and order-independent content checksum of every compared table (no ids, no `*_at`)."""
-    out = {}
-    with engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        for table in COMPARED_TABLES:
-            ignored = IGNORED_COLUMNS.get(table, set())
-            columns = [
-                c["name"] for c in inspector.get_columns(table)
-                if not c["name"].endswith("_at") and c["name"] not in ignored
-            ]
-            rows = conn.execute(sa.text(f"SELECT {', '.join(columns)} FROM {table}")).all()
-            digests = sorted(
-                hashlib.sha256(json.dumps([_canonical(v) for v in row], default=str).encode()).hexdigest()
-                for row in rows
-            )
-            out[table] = (len(rows), hashlib.sha256("".join(digests).encode()).hexdigest())
-    return out
+    return table_fingerprint(engine, COMPARED_TABLES, IGNORED_COLUMNS)
+
+
+@pytest.fixture
+def small_pipeline(request: pytest.FixtureRequest, emulator, tmp_path) -> Iterator[Pipeline]:
+    """The first `CATALOGUE_ROWS` (of the test module) sample songs on SQLite, emulator limits off."""
+    emulator.configure(window_limit=None)
+    rows = request.module.CATALOGUE_ROWS
+    built = build_pipeline(
+        f"sqlite:///{tmp_path / 'w.db'}", emulator, tmp_path / "cache.db", catalogue_subset(tmp_path, rows)
+    )
+    yield built
+    built.engine.dispose()
 
 
 def duplicate_keys(engine: sa.Engine) -> dict[str, int]:

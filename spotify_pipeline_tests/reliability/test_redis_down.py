@@ -17,7 +17,6 @@ from spotify_pipeline.warehouse.catalog import sample_catalog_path
 from spotify_pipeline_tests.reliability.conftest import (
     NATURAL_KEYS,
     build_pipeline,
-    catalogue_subset,
     compare,
     duplicate_keys,
     fingerprint,
@@ -103,16 +102,6 @@ def test_search_enrich_with_redis_down_warns_and_answers(catalogue_env, dead_red
     assert any(
         r.levelno == logging.WARNING and "Redis request queue unavailable" in r.getMessage() for r in caplog.records
     )
-
-
-@pytest.fixture
-def small_pipeline(emulator, tmp_path):
-    emulator.configure(window_limit=None)
-    built = build_pipeline(
-        f"sqlite:///{tmp_path / 'w.db'}", emulator, tmp_path / "cache.db", catalogue_subset(tmp_path, CATALOGUE_ROWS)
-    )
-    yield built
-    built.engine.dispose()
 
 
 def test_daily_job_with_redis_down_fails_fast_naming_redis(small_pipeline, dead_redis_url, monkeypatch):

@@ -94,16 +94,6 @@ def test_dropped_and_cut_off_answers_are_retried_connection_errors_not_malformed
     assert by_status.get("dropped", 0) > 0 and by_status.get("truncated", 0) > 0, by_status
 
 
-@pytest.fixture
-def small_pipeline(emulator, tmp_path):
-    emulator.configure(window_limit=None)
-    built = build_pipeline(
-        f"sqlite:///{tmp_path / 'w.db'}", emulator, tmp_path / "cache.db", catalogue_subset(tmp_path, CATALOGUE_ROWS)
-    )
-    yield built
-    built.engine.dispose()
-
-
 @pytest.fixture(params=["refused", "silent"])
 def dead_spotify(request):
     """A Spotify nobody answers at: a closed port (connection refused at once), or a listener that accepts

@@ -15,20 +15,16 @@ import os
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 
-import psycopg2
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
+from bench.harness import percentile, scratch_database
 from spotify_pipeline.warehouse import create_engine
 from spotify_pipeline.warehouse.bulk import bulk_upsert
 from spotify_pipeline.warehouse.migrations import migrate
 from spotify_pipeline.warehouse.search import search
 
-DEFAULT_SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 SEED = 20261128
 
 # Words real titles repeat a lot, so some queries hit thousands of rows, as "love" does in a real catalogue.
@@ -102,11 +98,6 @@ def query_mix(engine: sa.Engine, count: int, seed: int = SEED) -> list[str]:
         else:
             queries.append(rng.choice([w for w in title.split() if len(w) >= 3] or [title]))
     return queries
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
 def time_search(engine: sa.Engine, queries: list[str]) -> list[float]:
@@ -203,25 +194,10 @@ def time_search_redis_down(url: str, queries: list[str]) -> tuple[list[float], l
     return plain, enrich
 
 
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    name = f"bench_search_{uuid.uuid4().hex[:8]}"
-    dsn = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 def run(quick: bool = False, songs: int | None = None, server_url: str | None = None) -> dict:
     songs = songs or (200_000 if quick else 1_000_000)
     queries_n = 200 if quick else 500
-    server_url = server_url or os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL)
-    with scratch_database(server_url) as url:
+    with scratch_database("search", server_url) as url:
         engine = create_engine(url)
         try:
             migrate(engine)
@@ -243,14 +219,14 @@ def run(quick: bool = False, songs: int | None = None, server_url: str | None = 
         "queries": len(queries),
         "load_s": round(load_s, 1),
         "p50_ms": round(statistics.median(ours), 2),
-        "p95_ms": round(_percentile(ours, 95), 2),
+        "p95_ms": round(percentile(ours, 95), 2),
         "max_ms": round(max(ours), 2),
         "seqscan_p50_ms": round(statistics.median(baseline), 2),
-        "seqscan_p95_ms": round(_percentile(baseline, 95), 2),
+        "seqscan_p95_ms": round(percentile(baseline, 95), 2),
         "seqscan_queries": len(baseline),
         "redis_down_p50_ms": round(statistics.median(redis_down), 2),
-        "redis_down_p95_ms": round(_percentile(redis_down, 95), 2),
-        "redis_down_enrich_p95_ms": round(_percentile(redis_down_enrich, 95), 2),
+        "redis_down_p95_ms": round(percentile(redis_down, 95), 2),
+        "redis_down_enrich_p95_ms": round(percentile(redis_down_enrich, 95), 2),
         "target_p95_ms": 5.0,
     }
 

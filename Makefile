@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,8 +28,11 @@ test-reliability: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
+# The Dagster UI on the local profile: `spotify-pipeline local-setup` migrates the warehouse and writes .env
+# (instance, emulator, credentials), which dg dev and every Dagster process it starts load.
 dev: $(STAMP)
-	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/spotify-pipeline local-setup
+	$(BIN)/dg dev
 
 clean:
-	rm -rf $(VENV) .data .dagster
+	rm -rf $(VENV) .data .dagster .env

@@ -24,7 +24,7 @@ QUICK_SONGS = 250
 
 
 def _measure(mode: str, labelled: list[Any]) -> dict[str, Any]:
-    from spotify_pipeline.defs.matching.evaluation import compare_with_baseline
+    from spotify_pipeline.matching.evaluation import compare_with_baseline
     from spotify_pipeline.emulator.testing import run_emulator
     from spotify_pipeline.spotify import SpotifyClientConfig, build_client
 
@@ -45,7 +45,7 @@ def _measure(mode: str, labelled: list[Any]) -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     """Matcher vs first-hit baseline; returns precision, recall, baseline_precision, baseline_recall, songs,
     seconds (Extended Quota mode) plus the Development Mode figures and request counts."""
-    from spotify_pipeline.defs.matching.evaluation import load_sample
+    from spotify_pipeline.matching.evaluation import load_sample
 
     labelled = load_sample()
     if quick:

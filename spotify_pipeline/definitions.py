@@ -1,37 +1,59 @@
-"""The Dagster code location: every asset, check, job, schedule, sensor and resource of the pipeline."""
+"""The Dagster code location: every asset, check, job, schedule, sensor and resource of the pipeline.
+
+Definitions are discovered from the `spotify_pipeline.defs` package, one folder per concern (the
+dagster-open-platform layout): `dg.load_from_defs_folder` reads `[tool.dg.project]` from pyproject.toml. An
+installed wheel has no pyproject.toml, so there the same tree is loaded from the package itself
+(`dg.ComponentTree.from_module`, which is what `load_from_defs_folder` builds once it has found the config).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from spotify_pipeline.defs.jobs import DAILY_ASSETS, spotify_daily_refresh, spotify_daily_refresh_schedule
-from spotify_pipeline.defs.requests import spotify_enrichment_requests
-from spotify_pipeline.defs.user_library.assets import spotify_recently_played, spotify_saved_tracks
-from spotify_pipeline.defs.user_library.jobs import (
-    spotify_accounts_sensor,
-    spotify_recently_played_job,
-    spotify_recently_played_schedule,
-    spotify_saved_tracks_job,
-    spotify_saved_tracks_schedule,
-)
-from spotify_pipeline.defs.resources import spotify_resource_from_env
-from spotify_pipeline.defs.warehouse_resource import WarehouseResource
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFS_MODULE = "spotify_pipeline.defs"
+
+
+def _source_checkout_root() -> Path | None:
+    """The project root when running from a source checkout (its pyproject.toml names this package)."""
+    pyproject = PACKAGE_DIR.parent / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    with pyproject.open("rb") as f:
+        project = tomllib.load(f).get("tool", {}).get("dg", {}).get("project", {})
+    return PACKAGE_DIR.parent if project.get("defs_module") == DEFS_MODULE else None
+
+
+def load_defs_folder() -> dg.Definitions:
+    """Everything under `spotify_pipeline/defs/`, with the resources configured from the environment."""
+    root = _source_checkout_root()
+    if root is not None:
+        return dg.load_from_defs_folder(path_within_project=root)
+    tree = dg.ComponentTree.from_module(
+        defs_module=importlib.import_module(DEFS_MODULE), project_root=PACKAGE_DIR.parent
+    )
+    return tree.build_defs()
 
 
 def build_definitions(
     resources: dict[str, Any] | None = None, loggers: dict[str, dg.LoggerDefinition] | None = None
 ) -> dg.Definitions:
-    """The pipeline's definitions; `resources` replace the environment-configured ones (tests, the demo)."""
-    return dg.Definitions(
-        assets=[*DAILY_ASSETS, spotify_saved_tracks, spotify_recently_played],
-        jobs=[spotify_daily_refresh, spotify_recently_played_job, spotify_saved_tracks_job],
-        schedules=[spotify_daily_refresh_schedule, spotify_recently_played_schedule, spotify_saved_tracks_schedule],
-        sensors=[spotify_enrichment_requests, spotify_accounts_sensor],
-        resources=resources or {"spotify": spotify_resource_from_env(), "warehouse": WarehouseResource()},
-        loggers=loggers,
-    )
+    """The code location's definitions; `resources` replace the environment-configured ones by key (tests,
+    benchmarks), `loggers` are added."""
+    defs = load_defs_folder()
+    if resources:
+        defs = dataclasses.replace(defs, resources={**(defs.resources or {}), **resources})
+    if loggers:
+        defs = dataclasses.replace(defs, loggers={**(defs.loggers or {}), **loggers})
+    return defs
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -58,6 +58,12 @@ class Settings:
     spotify_accounts_base_url: str = _setting(
         "SPOTIFY_ACCOUNTS_BASE_URL", "https://accounts.spotify.com", "Accounts (OAuth) base URL."
     )
+    spotify_emulator: str | None = _setting(
+        "SPOTIFY_EMULATOR",
+        None,
+        "'extended' or 'development': SPOTIFY_API_BASE_URL is the bundled emulator (loopback), started in that "
+        "mode when nothing answers there (`make demo` sets it in .env); unset = never start an emulator.",
+    )
     spotify_market: str | None = _setting(
         "SPOTIFY_MARKET", None, "ISO 3166-1 market for track relinking; unset = no market parameter."
     )
@@ -114,6 +120,15 @@ class Settings:
         if self.spotify_limiter_fallback not in (None, "local"):
             raise SettingsError(
                 f"SPOTIFY_LIMITER_FALLBACK must be 'local' or unset, got {self.spotify_limiter_fallback!r}"
+            )
+        if self.spotify_emulator not in (None, "extended", "development"):
+            raise SettingsError(
+                f"SPOTIFY_EMULATOR must be 'extended', 'development' or unset, got {self.spotify_emulator!r}"
+            )
+        if self.spotify_emulator and not self.spotify_api_base_url.startswith(("http://127.0.0.1:", "http://localhost:")):
+            raise SettingsError(
+                f"SPOTIFY_EMULATOR is set but SPOTIFY_API_BASE_URL is {self.spotify_api_base_url}: the bundled "
+                "emulator serves http://127.0.0.1:PORT/v1 only (unset SPOTIFY_EMULATOR to use Spotify)"
             )
         if self.spotify_rate_limit_per_minute <= 0:
             raise SettingsError("SPOTIFY_RATE_LIMIT_PER_MINUTE must be a positive integer")

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from spotify_pipeline.emulator.local import stop_emulator
+from spotify_pipeline.local_env import ENV_FILE_NAME, read_env_file
+from spotify_pipeline.settings import Settings
 from spotify_pipeline_tests import servers
 
-pytest_plugins = ["spotify_pipeline.emulator.pytest_plugin"]
 _prefix_counter = itertools.count(1)
 
 
@@ -76,3 +80,42 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"spt:{servers.RUN_ID}:{next(_prefix_counter)}:"
     yield prefix
     servers.delete_redis_prefix(redis_url, prefix)
+
+
+@dataclass(frozen=True)
+class LocalProject:
+    """A folder set up as a user's checkout: settings pointing into it, `.env` written there by the code under test."""
+
+    directory: Path
+    settings: Settings
+
+    @property
+    def env_file(self) -> dict[str, str]:
+        return read_env_file(self.directory / ENV_FILE_NAME)
+
+
+@pytest.fixture
+def local_project(tmp_path: Path) -> Iterator[LocalProject]:
+    """A project folder for the local profile. The code under test may export the profile into this process's
+    environment (the demo does, for the processes it starts): the environment is restored afterwards, and the
+    background emulator the profile started is stopped."""
+    directory = tmp_path / "project"
+    directory.mkdir()
+    settings = replace(
+        Settings(),
+        database_url=f"sqlite:///{directory / '.data' / 'warehouse.db'}",
+        dagster_home=str(directory / ".dagster"),
+        spotify_cache_path=str(directory / ".data" / "spotify_cache.db"),
+        spotify_token_key_file=str(directory / ".data" / "token.key"),
+    )
+    (directory / ".data").mkdir()
+    saved = dict(os.environ)
+    project = LocalProject(directory, settings)
+    try:
+        yield project
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        base_url = project.env_file.get("SPOTIFY_API_BASE_URL")
+        if base_url:
+            stop_emulator(base_url)

@@ -1,31 +1,40 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+
+import dagster as dg
 
 from spotify_pipeline.demo import run_demo
-from spotify_pipeline.settings import Settings
+from spotify_pipeline.emulator.local import is_answering
 
 
-def test_demo_runs_the_daily_job_end_to_end_and_reuses_its_work_the_second_time(tmp_path):
-    settings = replace(
-        Settings(),
-        database_url=f"sqlite:///{tmp_path / 'warehouse.db'}",
-        dagster_home=str(tmp_path / "dagster"),
-        spotify_cache_path=str(tmp_path / "spotify_cache.db"),
-    )
+def test_demo_runs_the_daily_job_through_the_code_location_and_reuses_its_work_the_second_time(local_project):
     first: list[str] = []
-    run_demo(settings, echo=first.append)
+    run_demo(local_project.settings, echo=first.append, project_dir=local_project.directory)
     text = "\n".join(first)
     assert "1000 new, 0 skipped" in text
     assert re.search(r"spotify_track_matches\s+1000\s+\d+", text)
     assert "emulator: " in text and " 0 answered 429" in text
     assert "https://open.spotify.com/track/" in text  # the search shows enriched songs
-    assert any((tmp_path / "dagster").iterdir())  # the run is recorded in the instance
+
+    env = local_project.env_file  # what Dagster's own commands will load in this folder
+    assert env["DAGSTER_HOME"] == str(local_project.directory / ".dagster")
+    assert env["SPOTIFY_EMULATOR"] == "extended" and is_answering(env["SPOTIFY_API_BASE_URL"])
+    assert env["DATABASE_URL"] == local_project.settings.database_url
+
+    # The run belongs to the code location, as a UI launch does: the job page lists it and it re-executes.
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.remote_job_origin is not None
+        assert run.remote_job_origin.location_name == "spotify_pipeline"
+        assert run.tags["dagster/partition"]
 
     second: list[str] = []
-    run_demo(settings, echo=second.append)
+    run_demo(local_project.settings, echo=second.append, project_dir=local_project.directory)
     text = "\n".join(second)
     assert "reusing 850 matches and the Spotify cache" in text
+    assert "already running" in text  # the emulator recorded in .env was reused, not started twice
     requests = int(re.search(r"emulator: (\d+) requests", text).group(1))
-    assert requests <= 2  # at most a token for the new emulator process: tracks come from the cache
+    assert requests == 0  # tracks and the app token come from the cache
+    assert local_project.env_file == env

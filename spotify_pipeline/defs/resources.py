@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from spotify_pipeline.emulator.local import ensure_emulator
 from spotify_pipeline.settings import Settings, get_settings
 from spotify_pipeline.spotify import Metrics, SpotifyClient, SpotifyClientConfig, build_client
 from spotify_pipeline.spotify.user_auth import TokenStore
@@ -134,10 +135,20 @@ class SpotifyResource(dg.ConfigurableResource):
             self._metrics = Metrics(run_id=self._run_id)
         return self._metrics
 
+    def _checked_config(self) -> SpotifyClientConfig:
+        """The client configuration, with the local profile's emulator answering if the settings ask for it."""
+        settings = get_settings()
+        config = self.client_config(settings)
+        if settings.spotify_emulator:
+            # Spotify's window is 30 s: the emulator admits what the shared limiter allows in one.
+            window_limit = max(1, config.rate_limit_per_minute // 2)
+            ensure_emulator(config.api_base_url, mode=settings.spotify_emulator, window_limit=window_limit)
+        return config
+
     def get_client(self) -> SpotifyClient:
         """The run's app client (built on first use; one per run and process, so metrics are per run)."""
         if self._client is None:
-            self._client = build_client(self.client_config(), run_id=self._run_id, metrics=self._run_metrics())
+            self._client = build_client(self._checked_config(), run_id=self._run_id, metrics=self._run_metrics())
         return self._client
 
     def get_user_client(self, account: str, store: TokenStore) -> UserSpotifyClient:
@@ -145,7 +156,7 @@ class SpotifyResource(dg.ConfigurableResource):
         metrics as the app client."""
         if account not in self._user_clients:
             self._user_clients[account] = build_user_client(
-                self.client_config(), store, account, run_id=self._run_id, metrics=self._run_metrics()
+                self._checked_config(), store, account, run_id=self._run_id, metrics=self._run_metrics()
             )
         return self._user_clients[account]
 
@@ -161,12 +172,34 @@ class SpotifyResource(dg.ConfigurableResource):
         counters = ("requests", "cache_hits", "cache_misses", "retries", "throttled", "errors")
         totals = {k: sum(int(r[k]) for r in rows) for k in counters}
         meta: dict[str, Any] = {f"spotify_{k}": dg.MetadataValue.int(v) for k, v in totals.items()}
-        meta["spotify_api_usage"] = dg.MetadataValue.json(rows)
+        meta["spotify_api_usage"] = usage_table(rows)
         caps = self._client.known_capabilities if self._client is not None else None
         if caps is not None:  # only what is already known: metadata never spends a request
             meta["spotify_app_mode"] = dg.MetadataValue.text(caps.mode)
             meta["spotify_popularity_available"] = dg.MetadataValue.bool(caps.popularity)
         return meta
+
+
+USAGE_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("endpoint", "string", description="Spotify endpoint, e.g. GET /tracks/{id}; /api/token for tokens."),
+        dg.TableColumn("requests", "int", description="HTTP requests sent to Spotify, retries included."),
+        dg.TableColumn("cache_hits", "int", description="Reads answered from the cache, costing no request."),
+        dg.TableColumn("cache_misses", "int", description="Reads the cache could not answer."),
+        dg.TableColumn("retries", "int", description="Requests sent again after a 5xx, a dropped connection or a 429."),
+        dg.TableColumn("throttled", "int", description="429 answers (rate limit or quota)."),
+        dg.TableColumn("errors", "int", description="Requests that failed for good."),
+        dg.TableColumn("latency_p50_ms", "float", description="Median response time (ms)."),
+        dg.TableColumn("latency_p95_ms", "float", description="95th percentile response time (ms)."),
+    ]
+)
+
+
+def usage_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
+    """Per-endpoint Spotify usage as a table the Dagster UI renders (one row per endpoint)."""
+    columns = [column.name for column in USAGE_TABLE_SCHEMA.columns]
+    records = [dg.TableRecord({name: row.get(name) for name in columns}) for row in rows]
+    return dg.MetadataValue.table(records=records, schema=USAGE_TABLE_SCHEMA)
 
 
 def spotify_resource_from_env() -> SpotifyResource:
@@ -180,3 +213,11 @@ def spotify_resource_from_env() -> SpotifyResource:
         client_id=dg.EnvVar("SPOTIFY_CLIENT_ID"),
         client_secret=dg.EnvVar("SPOTIFY_CLIENT_SECRET"),
     )
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The code location's resources: Spotify (credentials from the environment) and the warehouse."""
+    from spotify_pipeline.defs.warehouse_resource import WarehouseResource
+
+    return dg.Definitions(resources={"spotify": spotify_resource_from_env(), "warehouse": WarehouseResource()})

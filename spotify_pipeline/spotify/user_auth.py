@@ -1,5 +1,11 @@
 """User authorization: Authorization Code with PKCE (RFC 7636, S256), and refreshing the user's tokens.
 
+The OAuth requests are requests-oauthlib's: `OAuth2Session.authorization_url` with ``pkce="S256"`` builds the
+authorize URL (state, verifier and challenge), and the token requests go through
+`spotify_pipeline.spotify.auth.TokenEndpoint` (`OAuth2Session.fetch_token` for the code exchange,
+`OAuth2Session.refresh_token` for refreshes). What stays here is what requests-oauthlib has no part in: the
+loopback listener, reading the redirect, the token store and its cross-process refresh lock.
+
 A user connects their Spotify account once (`login`); from then on `UserTokenSource` hands valid access
 tokens to the transport, refreshing them through the stored refresh token. This module is plain Python: it
 knows no warehouse. Tokens live behind the `TokenStore` protocol below; the warehouse's encrypted store
@@ -9,6 +15,7 @@ dataclasses whose attributes are those of `TokenRecord`.
 Login, step by step::
 
     request = build_authorization_request(app, redirect_uri, scopes)   # state + PKCE verifier/challenge
+                                                                       # (the verifier is kept in `request`)
     with CallbackListener(request.state, port=8888) as listener:      # one-shot http://127.0.0.1:8888/callback
         open_url(request.url)                                          # the user consents in a browser
         code = listener.wait(timeout_s=300)                            # state checked, access_denied raised
@@ -30,38 +37,34 @@ Refresh rules (`UserTokenSource`):
 
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
 import hmac
 import html
 import http.server
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
-from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
-from requests.auth import HTTPBasicAuth
+from oauthlib.oauth2 import WebApplicationClient
 
-from spotify_pipeline.spotify.auth import TOKEN_ENDPOINT, _auth_error
-from spotify_pipeline.spotify.clock import Clock, SystemClock
-from spotify_pipeline.spotify.errors import (
-    SpotifyAuthError,
-    SpotifyConfigError,
-    SpotifyConnectionError,
-    SpotifyError,
-    SpotifyResponseError,
+from spotify_pipeline.spotify.auth import (
+    TokenEndpoint,
+    TokenObserver,
+    TokenResponse,
+    oauth_session,
+    require_https_or_loopback,
 )
+from spotify_pipeline.spotify.clock import Clock, SystemClock
+from spotify_pipeline.spotify.errors import SpotifyAuthError, SpotifyConfigError, SpotifyError, SpotifyResponseError
 from spotify_pipeline.spotify.logs import REDACTION_FILTER, get_logger
-from spotify_pipeline.spotify.transport import Transport, build_session, error_from_response, host_of
+from spotify_pipeline.spotify.transport import Transport, build_session
 
 if TYPE_CHECKING:  # pragma: no cover
     from spotify_pipeline.spotify.config import SpotifyClientConfig
@@ -81,7 +84,6 @@ REFRESH_TOKEN_LIFETIME = timedelta(days=182)
 REFRESH_WARNING = timedelta(days=14)
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _SCOPE = re.compile(r"^[a-z0-9-]+$")
-_VERIFIER_LENGTH = 64
 
 
 def login_command(account: str) -> str:
@@ -272,6 +274,7 @@ class OAuthApp:
     def __post_init__(self) -> None:
         if not self.client_id:
             raise SpotifyConfigError("Spotify client id missing: set SPOTIFY_CLIENT_ID")
+        require_https_or_loopback(self.accounts_base_url, "Spotify accounts URL")
         REDACTION_FILTER.add_secret(self.client_secret)
 
     @classmethod
@@ -293,6 +296,15 @@ class OAuthApp:
     @property
     def token_url(self) -> str:
         return self.accounts_base_url.rstrip("/") + "/api/token"
+
+    def token_endpoint(
+        self, pool: requests.Session, *, clock: Clock | None = None, observer: TokenObserver | None = None
+    ) -> TokenEndpoint:
+        """This app's token endpoint, sending over ``pool``."""
+        return TokenEndpoint(
+            self.token_url, self.client_id, self.client_secret, pool=pool, timeout=self.timeout, clock=clock,
+            observer=observer,
+        )
 
 
 def validate_account(account: str) -> str:
@@ -318,12 +330,7 @@ def normalize_scopes(scopes: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(found)
 
 
-# -- PKCE and the authorize URL -----------------------------------------------------------------------------
-
-
-def code_challenge(verifier: str) -> str:
-    """S256: BASE64URL(SHA256(verifier)) without padding."""
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode("ascii").rstrip("=")
+# -- the authorize URL (PKCE) ------------------------------------------------------------------------------
 
 
 def loopback_redirect_uri(port: int) -> str:
@@ -345,32 +352,24 @@ def build_authorization_request(
     app: OAuthApp, redirect_uri: str, scopes: str | Iterable[str] | None = None
 ) -> AuthorizationRequest:
     """A fresh state and PKCE verifier, and the authorize URL carrying the S256 challenge."""
-    oauth = WebApplicationClient(app.client_id)
-    verifier = oauth.create_code_verifier(_VERIFIER_LENGTH)
-    state = secrets.token_urlsafe(24)
     wanted = normalize_scopes(scopes)
-    query = {
-        "client_id": app.client_id,
-        "response_type": "code",
-        "redirect_uri": redirect_uri,
-        "scope": " ".join(wanted),
-        "state": state,
-        "code_challenge_method": "S256",
-        "code_challenge": code_challenge(verifier),
-    }
+    client = WebApplicationClient(app.client_id)
+    oauth = oauth_session(app.authorize_url, client=client, redirect_uri=redirect_uri, scope=list(wanted), pkce="S256")
+    # Our own state (192 random bits, 32 characters) rather than requests-oauthlib's 30-character default.
+    url, state = oauth.authorization_url(app.authorize_url, state=secrets.token_urlsafe(24))
+    # requests-oauthlib leaves the verifier it made on the oauthlib client. The exchange comes after the browser
+    # round trip, on a session of its own, so the verifier travels in the request from here.
+    verifier: str = client.code_verifier
     REDACTION_FILTER.add_secret(verifier)
-    return AuthorizationRequest(
-        url=f"{app.authorize_url}?{urlencode(query)}",
-        redirect_uri=redirect_uri,
-        scopes=wanted,
-        state=state,
-        code_verifier=verifier,
-    )
+    return AuthorizationRequest(url=url, redirect_uri=redirect_uri, scopes=wanted, state=state, code_verifier=verifier)
 
 
 def parse_redirect(redirect: str, expected_state: str) -> str:
     """The authorization code from the URL Spotify redirected to (or just its query string).
 
+    Hand-written rather than oauthlib's `parse_authorization_code_response`, which wants the whole URL, takes
+    an http (loopback) one only with oauthlib's insecure-transport switch on, and compares the state in
+    variable time; this one also takes what a user pastes (quotes, blanks, a bare query string).
     Raises `StateMismatch` when ``state`` is not ours (checked first: an unmatched callback is never
     trusted, not even its error), `AuthorizationDenied` for ``error=...`` and `InvalidRedirect` otherwise.
     """
@@ -536,79 +535,6 @@ class CallbackListener:
 # -- the token endpoint ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TokenResponse:
-    """A successful token response, as obtained at ``obtained_at`` (epoch seconds)."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(repr=False)
-    expires_in: float
-    scopes: tuple[str, ...] | None
-    obtained_at: float
-
-
-def _post_token(
-    app: OAuthApp,
-    body: str,
-    *,
-    session: requests.Session,
-    clock: Clock,
-    observer: Callable[[str, float, int | None], None] | None = None,
-) -> TokenResponse:
-    """POST to the token endpoint; HTTP Basic client authentication when the app has a secret."""
-    sent_at = clock.time()  # expiry counts from the request, never later than Spotify's own clock
-    started = time.perf_counter()
-    status: int | None = None
-    try:
-        response = session.post(
-            app.token_url,
-            data=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-            auth=HTTPBasicAuth(app.client_id, app.client_secret) if app.client_secret else None,
-            timeout=app.timeout,
-        )
-        status = response.status_code
-    except requests.Timeout:
-        raise SpotifyConnectionError(
-            "token request timed out", endpoint=TOKEN_ENDPOINT, timeout=True, host=host_of(app.token_url)
-        ) from None
-    except requests.ConnectionError as exc:
-        raise SpotifyConnectionError(
-            f"token request failed ({type(exc).__name__})", endpoint=TOKEN_ENDPOINT, host=host_of(app.token_url)
-        ) from None
-    finally:
-        if observer is not None:
-            observer(TOKEN_ENDPOINT, time.perf_counter() - started, status)
-    if response.status_code >= 500 or response.status_code == 429:
-        raise error_from_response(response, TOKEN_ENDPOINT)  # retryable: nothing about the tokens changes
-    if response.status_code != 200:
-        raise _auth_error(response)
-    try:
-        token = WebApplicationClient(app.client_id).parse_request_body_response(response.text)
-    except OAuth2Error as exc:
-        raise SpotifyAuthError(exc.description or exc.error, status=response.status_code, error=exc.error) from None
-    except (ValueError, Warning):
-        raise SpotifyAuthError("token response is not usable JSON", status=response.status_code) from None
-    access_token = token.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
-        raise SpotifyAuthError("token response has no access_token", status=response.status_code)
-    REDACTION_FILTER.add_secret(access_token)
-    refresh_token = token.get("refresh_token")
-    if isinstance(refresh_token, str) and refresh_token:
-        REDACTION_FILTER.add_secret(refresh_token)
-    else:
-        refresh_token = None
-    scope = token.get("scope")
-    scopes = normalize_scopes(scope) if isinstance(scope, str) and scope.strip() else None
-    return TokenResponse(
-        access_token=access_token,
-        refresh_token=refresh_token,
-        expires_in=float(token.get("expires_in") or 3600),
-        scopes=scopes,
-        obtained_at=sent_at,
-    )
-
-
 def exchange_code(
     app: OAuthApp,
     request: AuthorizationRequest,
@@ -617,22 +543,16 @@ def exchange_code(
     session: requests.Session | None = None,
     clock: Clock | None = None,
 ) -> TokenResponse:
-    """Trade the authorization code and the PKCE verifier for tokens.
+    """Trade the authorization code and the PKCE verifier for tokens (`OAuth2Session.fetch_token`).
 
     Raises `ClientCredentialsRejected` (wrong client id/secret), `TokenExchangeFailed` (code refused) or the
     client's HTTP/connection errors.
     """
     own_session = session is None
     session = session or build_session(2)
-    oauth = WebApplicationClient(app.client_id)
-    body = oauth.prepare_request_body(
-        code=code,
-        redirect_uri=request.redirect_uri,
-        code_verifier=request.code_verifier,
-        include_client_id=not app.client_secret,
-    )
+    endpoint = app.token_endpoint(session, clock=clock)
     try:
-        tokens = _post_token(app, body, session=session, clock=clock or SystemClock())
+        tokens = endpoint.fetch_token(code=code, code_verifier=request.code_verifier, redirect_uri=request.redirect_uri)
     except SpotifyAuthError as exc:
         if exc.error == "invalid_client" or exc.status == 401:
             raise ClientCredentialsRejected(
@@ -651,19 +571,12 @@ def exchange_code(
     return tokens
 
 
-def refresh_tokens(
-    app: OAuthApp,
-    refresh_token: str,
-    *,
-    session: requests.Session,
-    clock: Clock,
-    observer: Callable[[str, float, int | None], None] | None = None,
-) -> TokenResponse:
-    """One ``grant_type=refresh_token`` request (no retries, no storage: see `UserTokenSource`)."""
-    body = WebApplicationClient(app.client_id).prepare_refresh_body(
-        refresh_token=refresh_token, client_id=None if app.client_secret else app.client_id
-    )
-    return _post_token(app, body, session=session, clock=clock, observer=observer)
+def _granted_scopes(response: TokenResponse) -> tuple[str, ...] | None:
+    """The scopes Spotify says it granted, normalized; None when it named none this client can read."""
+    try:
+        return normalize_scopes(response.scope) if response.scope else None
+    except ValueError:  # the code or refresh token is spent by now: keep the known scopes rather than fail
+        return None
 
 
 def fetch_profile(app: OAuthApp, access_token: str, *, session: requests.Session | None = None) -> dict[str, Any]:
@@ -746,7 +659,7 @@ def login(
         account=account,
         access_token=response.access_token,
         refresh_token=response.refresh_token,
-        scopes=response.scopes or request.scopes,
+        scopes=_granted_scopes(response) or request.scopes,
         access_token_expires_at=_utc(response.obtained_at + response.expires_in),
         consented_at=consented,
         refresh_token_expires_at=consented + REFRESH_TOKEN_LIFETIME,
@@ -779,7 +692,7 @@ class UserTokenSource:
         session: requests.Session | None = None,
         clock: Clock | None = None,
         refresh_margin_s: float = 60.0,
-        observer: Callable[[str, float, int | None], None] | None = None,
+        observer: TokenObserver | None = None,
     ) -> None:
         self.store = store
         self.account = validate_account(account)
@@ -787,7 +700,7 @@ class UserTokenSource:
         self.session = session or build_session(2)
         self.clock = clock or SystemClock()
         self.refresh_margin_s = refresh_margin_s
-        self.observer = observer
+        self.endpoint = app.token_endpoint(self.session, clock=self.clock, observer=observer)
         self._local: TokenRecord | None = None
         self._mutex = threading.Lock()
         self.refresh_count = 0  # token requests this source sent (tests and metrics)
@@ -837,9 +750,7 @@ class UserTokenSource:
                 REDACTION_FILTER.add_secret(current.refresh_token)
                 try:
                     self.refresh_count += 1
-                    response = refresh_tokens(
-                        self.app, current.refresh_token, session=self.session, clock=self.clock, observer=self.observer
-                    )
+                    response = self.endpoint.refresh_token(current.refresh_token)
                 except SpotifyAuthError as exc:
                     if exc.error == "invalid_client":
                         raise ClientCredentialsRejected(
@@ -857,9 +768,10 @@ class UserTokenSource:
                     new = UserTokens(
                         account=current.account,
                         access_token=response.access_token,
-                        # Spotify may or may not rotate the refresh token; without a new one, keep the old.
+                        # Spotify may or may not rotate the refresh token; without a new one, keep the old
+                        # (requests-oauthlib already puts the old one back; an empty one is ignored here).
                         refresh_token=response.refresh_token or current.refresh_token,
-                        scopes=response.scopes or tuple(current.scopes),
+                        scopes=_granted_scopes(response) or tuple(current.scopes),
                         access_token_expires_at=_utc(response.obtained_at + response.expires_in),
                         consented_at=current.consented_at,
                         refresh_token_expires_at=current.refresh_token_expires_at,

@@ -36,7 +36,7 @@ def test_multiprocess_postgres_redis_run_matches_the_local_profile(
         storage = make_url(dagster_storage_url)
         dagster_home = tmp_path / "dagster_home"
         dagster_home.mkdir()
-        shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+        shutil.copy(REPO_ROOT / "deploy" / "production" / "dagster.yaml", dagster_home / "dagster.yaml")
         for name, value in {
             "DAGSTER_PG_HOST": storage.host, "DAGSTER_PG_PORT": str(storage.port or 5432),
             "DAGSTER_PG_USER": storage.username or "postgres", "DAGSTER_PG_PASSWORD": storage.password or "",

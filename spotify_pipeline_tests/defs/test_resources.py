@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 import responses
 
+from spotify_pipeline.defs.partitions import utc_today
 from spotify_pipeline.defs.resources import SpotifyResource, spotify_resource_from_env
 from spotify_pipeline.spotify import InMemoryCache, RedisCache, SpotifyClient
 
@@ -93,6 +94,16 @@ def test_asset_gets_a_client_and_reports_usage_metadata(api, monkeypatch) -> Non
     rows = meta["rows"].value
     assert {r["endpoint"] for r in rows} == {"GET /tracks", "POST /api/token"}
     assert all(r["run_id"] == result.run_id for r in rows)
+    # The UI shows usage as a table: one record per endpoint, with the counters and latencies
+    table = meta["spotify_api_usage"]
+    assert isinstance(table, dg.TableMetadataValue)
+    assert [c.name for c in table.schema.columns] == [
+        "endpoint", "requests", "cache_hits", "cache_misses", "retries", "throttled", "errors",
+        "latency_p50_ms", "latency_p95_ms",
+    ]
+    by_endpoint = {record.data["endpoint"]: record.data for record in table.records}
+    assert by_endpoint["GET /tracks"]["requests"] == 2 and by_endpoint["POST /api/token"]["requests"] == 1
+    assert by_endpoint["GET /tracks"]["latency_p95_ms"] >= by_endpoint["GET /tracks"]["latency_p50_ms"] > 0
     # client log lines reach the run's event log, and no secret does
     text = "\n".join(record.user_message for record in instance.all_logs(result.run_id))
     assert "Spotify app mode: extended" in text
@@ -135,3 +146,33 @@ def test_missing_credentials_without_env_vars_still_name_them(monkeypatch) -> No
 
     with pytest.raises(SpotifyConfigError, match="SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET"):
         SpotifyResource().get_client()
+
+
+def test_every_asset_check_tells_the_ui_what_it_checks() -> None:
+    from spotify_pipeline.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    checks = {key: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert checks, "the pipeline declares asset checks"
+    undocumented = sorted(key.to_user_string() for key, spec in checks.items() if not (spec.description or "").strip())
+    assert undocumented == []
+
+
+def test_the_local_emulator_setting_refuses_a_real_spotify_url(monkeypatch) -> None:
+    from spotify_pipeline.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="SPOTIFY_EMULATOR is set but SPOTIFY_API_BASE_URL is https://api.spotify.com/v1"):
+        Settings.from_env({"SPOTIFY_EMULATOR": "extended"})
+    with pytest.raises(SettingsError, match="SPOTIFY_EMULATOR must be"):
+        Settings.from_env({"SPOTIFY_EMULATOR": "yes", "SPOTIFY_API_BASE_URL": "http://127.0.0.1:9/v1"})
+
+
+def test_a_missing_credential_against_real_spotify_names_the_variable(monkeypatch) -> None:
+    """No emulator configured: a run fails on the missing variable by name, never falls back to the emulator."""
+    from spotify_pipeline.definitions import build_definitions
+
+    for name in ("SPOTIFY_CLIENT_ID", "SPOTIFY_CLIENT_SECRET", "SPOTIFY_EMULATOR", "SPOTIFY_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    defs = build_definitions()
+    with pytest.raises(dg.DagsterError, match="SPOTIFY_CLIENT_ID"):
+        defs.resolve_job_def("spotify_daily_refresh").execute_in_process(partition_key=utc_today().isoformat())

@@ -1,4 +1,5 @@
-"""Authorization Code with PKCE and token refresh against the emulator's real `/authorize` and `/api/token`.
+"""Authorization Code with PKCE and token refresh against the emulator's real `/authorize` and `/api/token`
+(and, HTTP mocked, what requests-oauthlib puts in the authorize URL and the code exchange).
 
 Request counts come from the emulator's own stats. Tokens live in the warehouse's encrypted store (SQLite
 here; the store itself is tested on both backends in `warehouse/test_tokens.py`).
@@ -18,7 +19,12 @@ import pytest
 import requests
 
 from spotify_pipeline.spotify import SpotifyClientConfig
-from spotify_pipeline.spotify.errors import SpotifyConnectionError, SpotifyServerError, SpotifyTooManyRequests
+from spotify_pipeline.spotify.errors import (
+    SpotifyConfigError,
+    SpotifyConnectionError,
+    SpotifyServerError,
+    SpotifyTooManyRequests,
+)
 from spotify_pipeline.spotify.user_auth import (
     REFRESH_TOKEN_LIFETIME,
     AccountNotConnected,
@@ -28,6 +34,7 @@ from spotify_pipeline.spotify.user_auth import (
     CallbackTimeout,
     ClientCredentialsRejected,
     InvalidRedirect,
+    OAuthApp,
     ReauthorizationRequired,
     StateMismatch,
     TokenExchangeFailed,
@@ -35,7 +42,6 @@ from spotify_pipeline.spotify.user_auth import (
     UserTokenSource,
     assess_refresh_token,
     build_authorization_request,
-    code_challenge,
     exchange_code,
     login,
     loopback_redirect_uri,
@@ -118,12 +124,44 @@ def test_authorize_url_carries_a_fresh_state_and_an_s256_challenge(emulator) -> 
     assert query["redirect_uri"] == "http://127.0.0.1:8888/callback"
     assert query["code_challenge_method"] == "S256"
     expected = base64.urlsafe_b64encode(hashlib.sha256(first.code_verifier.encode()).digest()).decode().rstrip("=")
-    assert query["code_challenge"] == expected == code_challenge(first.code_verifier)
+    assert query["code_challenge"] == expected
     assert query["state"] == first.state and len(first.state) >= 32
     assert re.fullmatch(r"[A-Za-z0-9\-._~]{43,128}", first.code_verifier)
     assert "code_verifier" not in first.url and first.code_verifier not in first.url
     assert first.state != second.state and first.code_verifier != second.code_verifier
     assert first.code_verifier not in repr(first)
+
+
+def test_pkce_by_requests_oauthlib_the_verifier_sent_at_exchange_matches_the_challenge(rsps) -> None:
+    """HTTP mocked: the authorize URL comes from requests-oauthlib, and the exchange sends its verifier."""
+    app = OAuthApp(client_id="pkce-client", client_secret="pkce-secret-0123456789",
+                   accounts_base_url="https://accounts.spotify.test", api_base_url="https://api.spotify.test/v1")
+    request = build_authorization_request(app, loopback_redirect_uri(8888), "user-library-read")
+    url = urlsplit(request.url)
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert f"{url.scheme}://{url.netloc}{url.path}" == "https://accounts.spotify.test/authorize"
+    assert query["code_challenge_method"] == "S256" and query["scope"] == "user-library-read"
+    rsps.post(app.token_url, json={"access_token": "user-access-1", "token_type": "Bearer", "expires_in": 3600,
+                                   "refresh_token": "user-refresh-1", "scope": "user-library-read"})
+
+    tokens = exchange_code(app, request, "code-from-the-callback")
+
+    body = {k: v[0] for k, v in parse_qs(rsps.calls[0].request.body).items()}
+    sent = body["code_verifier"]
+    assert sent == request.code_verifier
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(sent.encode()).digest()).decode().rstrip("=")
+    assert query["code_challenge"] == challenge
+    assert body["code"] == "code-from-the-callback" and body["redirect_uri"] == "http://127.0.0.1:8888/callback"
+    assert body["grant_type"] == "authorization_code" and "client_id" not in body  # Basic auth instead
+    assert rsps.calls[0].request.headers["Authorization"].startswith("Basic ")
+    assert (tokens.access_token, tokens.refresh_token) == ("user-access-1", "user-refresh-1")
+
+
+def test_an_accounts_url_over_plain_http_is_refused_off_the_loopback_interface() -> None:
+    with pytest.raises(SpotifyConfigError, match="Spotify accounts URL must use https"):
+        OAuthApp(client_id="c", accounts_base_url="http://accounts.example.com")
+    emulator_app = OAuthApp(client_id="c", accounts_base_url="http://127.0.0.1:9999")
+    assert emulator_app.token_url == "http://127.0.0.1:9999/api/token"
 
 
 def test_the_code_is_only_exchanged_with_its_own_verifier(emulator) -> None:

@@ -36,7 +36,10 @@ UNIQUE_TRACKS_CHECK = "unique_track_ids"
     deps=["spotify_track_matches"],
     pool="spotify_api",
     backfill_policy=single_run_backfill,
-    check_specs=[dg.AssetCheckSpec(RAW_NOT_EMPTY_CHECK, asset="raw_spotify_tracks")],
+    check_specs=[dg.AssetCheckSpec(
+            RAW_NOT_EMPTY_CHECK, asset="raw_spotify_tracks",
+            description="Fails when songs are matched but the pull landed no track object for them.",
+        )],
 )
 def raw_spotify_tracks(
     context: dg.AssetExecutionContext,
@@ -100,7 +103,10 @@ def raw_spotify_tracks(
             ("spotify_albums", "Albums of those tracks, with the largest cover image."),
         )
     ],
-    check_specs=[dg.AssetCheckSpec(UNIQUE_TRACKS_CHECK, asset="spotify_tracks")],
+    check_specs=[dg.AssetCheckSpec(
+            UNIQUE_TRACKS_CHECK, asset="spotify_tracks",
+            description="Fails when a Spotify track id appears more than once in spotify_tracks.",
+        )],
 )
 def spotify_catalog(context: dg.AssetExecutionContext, config: EnrichmentScope, warehouse: WarehouseResource):
     """The normalized Spotify catalogue: `spotify_tracks`, `spotify_artists`, `spotify_albums` and

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from spotify_pipeline.defs.matching.matcher import DEFAULT_THRESHOLD, MatchResult, SongToMatch, TrackMatcher
+from spotify_pipeline.matching.matcher import DEFAULT_THRESHOLD, MatchResult, SongToMatch, TrackMatcher
 from spotify_pipeline.defs.resources import SpotifyResource
 from spotify_pipeline.defs.scope import EnrichmentScope
 from spotify_pipeline.defs.usage import UsageTracker
@@ -34,7 +34,11 @@ class MatchingConfig(EnrichmentScope):
     group_name="spotify",
     kinds={"spotify", "sql"},
     pool="spotify_api",
-    check_specs=[dg.AssetCheckSpec(MATCH_RATE_CHECK, asset="spotify_track_matches")],
+    check_specs=[dg.AssetCheckSpec(
+            MATCH_RATE_CHECK, asset="spotify_track_matches",
+            description="Warns when the share of catalogue songs matched to a Spotify track falls below "
+            "the floor (a sign of a broken search or a catalogue Spotify does not have).",
+        )],
 )
 def spotify_track_matches(
     context: dg.AssetExecutionContext,

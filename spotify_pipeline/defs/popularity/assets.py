@@ -33,8 +33,15 @@ MOVERS_SHOWN = 10
     deps=["spotify_tracks"],
     pool="spotify_api",
     check_specs=[
-        dg.AssetCheckSpec(POPULARITY_RANGE_CHECK, asset="spotify_popularity_snapshots"),
-        dg.AssetCheckSpec(POPULARITY_AVAILABLE_CHECK, asset="spotify_popularity_snapshots"),
+        dg.AssetCheckSpec(
+            POPULARITY_RANGE_CHECK, asset="spotify_popularity_snapshots",
+            description="Fails when a snapshot holds a popularity outside Spotify's 0-100 scale.",
+        ),
+        dg.AssetCheckSpec(
+            POPULARITY_AVAILABLE_CHECK, asset="spotify_popularity_snapshots",
+            description="Warns when this Spotify app cannot read popularity (Development Mode apps since "
+            "2026): no snapshots are written then.",
+        ),
     ],
 )
 def spotify_popularity_snapshots(

@@ -78,7 +78,11 @@ def spotify_saved_tracks(
     kinds={"spotify", "sql"},
     partitions_def=accounts_partitions,
     pool="spotify_api",
-    check_specs=[dg.AssetCheckSpec(REFRESH_TOKEN_CHECK, asset="spotify_recently_played")],
+    check_specs=[dg.AssetCheckSpec(
+            REFRESH_TOKEN_CHECK, asset="spotify_recently_played",
+            description="Warns 14 days before the account's refresh token expires (Spotify ends them 6 months "
+            "after consent) and fails once it has expired or been revoked: run `spotify-pipeline auth login`.",
+        )],
 )
 def spotify_recently_played(
     context: dg.AssetExecutionContext, spotify: SpotifyResource, warehouse: WarehouseResource

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from spotify_pipeline.defs.requests import sensors
-from spotify_pipeline.defs.requests.sensors import request_run_key, spotify_enrichment_requests
+from spotify_pipeline.defs.on_demand import sensors
+from spotify_pipeline.defs.on_demand.sensors import request_run_key, spotify_enrichment_requests
 from spotify_pipeline.defs.scope import SCOPED_ASSETS, EnrichmentScope
 from spotify_pipeline.enrichment_queue import (
     Claim,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spotify_pipeline.defs.matching.normalize import (
+from spotify_pipeline.matching.normalize import (
     artist_variants,
     describe_suffix,
     first_artist,

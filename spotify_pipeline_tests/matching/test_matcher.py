@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spotify_pipeline.defs.matching import MatchResult, SongToMatch, TrackMatcher
-from spotify_pipeline.defs.matching.matcher import OUTCOMES, duration_similarity
+from spotify_pipeline.matching import MatchResult, SongToMatch, TrackMatcher
+from spotify_pipeline.matching.matcher import OUTCOMES, duration_similarity
 from spotify_pipeline.spotify import (
     SpotifyAuthError,
     SpotifyBadRequest,
@@ -438,7 +438,7 @@ def test_invalid_settings_are_refused() -> None:
 
 def test_matcher_imports_neither_dagster_nor_the_warehouse_nor_the_emulator() -> None:
     code = (
-        "import sys, spotify_pipeline.defs.matching.matcher, spotify_pipeline.defs.matching.evaluation\n"
+        "import sys, spotify_pipeline.matching.matcher, spotify_pipeline.matching.evaluation\n"
         "bad = [m for m in sys.modules if m.split('.')[0] == 'dagster'"
         " or m.startswith(('spotify_pipeline.warehouse', 'spotify_pipeline.emulator'))]\n"
         "assert not bad, bad\n"

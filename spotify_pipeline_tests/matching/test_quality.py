@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from spotify_pipeline.defs.matching import SongToMatch, TrackMatcher
-from spotify_pipeline.defs.matching.evaluation import Comparison, compare_with_baseline, load_sample
-from spotify_pipeline.defs.matching.matcher import OUTCOMES
+from spotify_pipeline.matching import SongToMatch, TrackMatcher
+from spotify_pipeline.matching.evaluation import Comparison, compare_with_baseline, load_sample
+from spotify_pipeline.matching.matcher import OUTCOMES
 from spotify_pipeline.emulator.testing import EmulatorHandle
 from spotify_pipeline.spotify import (
     SpotifyClient,

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spotify_pipeline.defs.matching.matcher import MatchResult, SearchClient, SongToMatch, TrackMatcher
-from spotify_pipeline.defs.matching.normalize import normalize_isrc, query_value
+from spotify_pipeline.matching.matcher import MatchResult, SearchClient, SongToMatch, TrackMatcher
+from spotify_pipeline.matching.normalize import normalize_isrc, query_value
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SAMPLE_CSV = DATA_DIR / "sample_catalog.csv"

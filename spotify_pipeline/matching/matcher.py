@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol
 
 from rapidfuzz import fuzz
 
-from spotify_pipeline.defs.matching.normalize import (
+from spotify_pipeline.matching.normalize import (
     TitleParts,
     artist_variants,
     first_artist,

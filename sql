@@ -1,0 +1,1 @@
+spotify_pipeline/warehouse/sql

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from spotify_pipeline.cli import main
 from spotify_pipeline.defs.catalog.assets import spotify_catalog
 from spotify_pipeline.defs.catalog.normalize import normalize_tracks
-from spotify_pipeline.defs.matching.matcher import SongToMatch, TrackMatcher
 from spotify_pipeline.defs.partitions import utc_today
+from spotify_pipeline.matching.matcher import SongToMatch, TrackMatcher
 from spotify_pipeline.spotify import SpotifyClientConfig, build_client
 from spotify_pipeline.spotify.errors import SpotifyError, SpotifyResponseError
 from spotify_pipeline.warehouse import create_engine

@@ -24,8 +24,8 @@ QUICK_SONGS = 250
 
 
 def _measure(mode: str, labelled: list[Any]) -> dict[str, Any]:
-    from spotify_pipeline.matching.evaluation import compare_with_baseline
     from spotify_pipeline.emulator.testing import run_emulator
+    from spotify_pipeline.matching.evaluation import compare_with_baseline
     from spotify_pipeline.spotify import SpotifyClientConfig, build_client
 
     with run_emulator(mode=mode, window_limit=None) as emulator:

@@ -87,10 +87,10 @@ def step_run(database_url: str, spotify: dict[str, Any], dagster_home: str) -> d
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")  # as the test suite does
     import dagster as dg
 
+    from spotify_pipeline.definitions import build_definitions
     from spotify_pipeline.defs.partitions import utc_today
     from spotify_pipeline.defs.resources import SpotifyResource
     from spotify_pipeline.defs.warehouse_resource import WarehouseResource
-    from spotify_pipeline.definitions import build_definitions
 
     resources = {
         "spotify": SpotifyResource(**spotify, forward_logs_to_dagster=False),

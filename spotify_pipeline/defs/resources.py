@@ -17,9 +17,9 @@ from pydantic import Field, PrivateAttr
 from spotify_pipeline.emulator.local import ensure_emulator
 from spotify_pipeline.settings import Settings, get_settings
 from spotify_pipeline.spotify import Metrics, SpotifyClient, SpotifyClientConfig, build_client
+from spotify_pipeline.spotify.logs import LOGGER_NAME, install_redaction
 from spotify_pipeline.spotify.user_auth import TokenStore
 from spotify_pipeline.spotify.user_client import UserSpotifyClient, build_user_client
-from spotify_pipeline.spotify.logs import LOGGER_NAME, install_redaction
 
 
 class _DagsterLogHandler(logging.Handler):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from spotify_pipeline.definitions import defs
 from spotify_pipeline.defs.catalog.assets import raw_spotify_tracks, songs_enriched, spotify_catalog
 from spotify_pipeline.defs.jobs import spotify_daily_refresh_schedule
 from spotify_pipeline.defs.matching.assets import spotify_track_matches
@@ -20,7 +21,6 @@ from spotify_pipeline.defs.popularity.assets import (
     spotify_popularity_snapshots,
 )
 from spotify_pipeline.defs.scope import scoped_run_config
-from spotify_pipeline.definitions import defs
 from spotify_pipeline_tests.defs.conftest import make_pipeline, table_fingerprint
 
 TODAY = utc_today().isoformat()

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from spotify_pipeline.emulator.testing import EmulatorHandle
 from spotify_pipeline.matching import SongToMatch, TrackMatcher
 from spotify_pipeline.matching.evaluation import Comparison, compare_with_baseline, load_sample
 from spotify_pipeline.matching.matcher import OUTCOMES
-from spotify_pipeline.emulator.testing import EmulatorHandle
 from spotify_pipeline.spotify import (
     SpotifyClient,
     SpotifyClientConfig,

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from spotify_pipeline.matching.matcher import DEFAULT_THRESHOLD, MatchResult, SongToMatch, TrackMatcher
 from spotify_pipeline.defs.resources import SpotifyResource
 from spotify_pipeline.defs.scope import EnrichmentScope
 from spotify_pipeline.defs.usage import UsageTracker
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
+from spotify_pipeline.matching.matcher import DEFAULT_THRESHOLD, MatchResult, SongToMatch, TrackMatcher
 from spotify_pipeline.warehouse.enrichment import (
     MatchAttempt,
     apply_overrides,

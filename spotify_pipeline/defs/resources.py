@@ -18,6 +18,7 @@ from spotify_pipeline.emulator.local import ensure_emulator
 from spotify_pipeline.settings import Settings, get_settings
 from spotify_pipeline.spotify import Metrics, SpotifyClient, SpotifyClientConfig, build_client
 from spotify_pipeline.spotify.logs import LOGGER_NAME, install_redaction
+from spotify_pipeline.spotify.metrics import MetricsMark
 from spotify_pipeline.spotify.user_auth import TokenStore
 from spotify_pipeline.spotify.user_client import UserSpotifyClient, build_user_client
 
@@ -160,15 +161,20 @@ class SpotifyResource(dg.ConfigurableResource):
             )
         return self._user_clients[account]
 
-    def usage_rows(self) -> list[dict[str, Any]]:
-        """Per-endpoint usage of this run so far (app and user clients): rows for ``spotify_api_usage``."""
+    def usage_mark(self) -> MetricsMark:
+        """The usage counters now: `usage_rows(since=mark)` later reports only what came after."""
+        return self._run_metrics().mark()
+
+    def usage_rows(self, since: MetricsMark | None = None) -> list[dict[str, Any]]:
+        """Per-endpoint usage of this run in this process (app and user clients), all of it or only what
+        came after `since`."""
         if self._metrics is None:
             return []
-        return self._metrics.snapshot(run_id=self._run_id)
+        return self._metrics.snapshot(run_id=self._run_id, since=since)
 
-    def usage_metadata(self) -> dict[str, Any]:
+    def usage_metadata(self, since: MetricsMark | None = None) -> dict[str, Any]:
         """Usage totals and the per-endpoint table, ready for `MaterializeResult(metadata=...)`."""
-        rows = self.usage_rows()
+        rows = self.usage_rows(since)
         counters = ("requests", "cache_hits", "cache_misses", "retries", "throttled", "errors")
         totals = {k: sum(int(r[k]) for r in rows) for k in counters}
         meta: dict[str, Any] = {f"spotify_{k}": dg.MetadataValue.int(v) for k, v in totals.items()}

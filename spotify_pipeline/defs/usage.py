@@ -10,37 +10,26 @@ from spotify_pipeline.defs.resources import SpotifyResource
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
 from spotify_pipeline.warehouse.enrichment import record_api_usage
 
-COUNTERS = ("requests", "cache_hits", "cache_misses", "retries", "throttled", "errors")
-
 
 class UsageTracker:
-    """Measures one asset's share of the run's Spotify usage.
+    """Measures one asset's own Spotify usage.
 
-    Create it when the asset starts and call `metadata()` when it is done: the metadata counts this
-    asset's requests, cache hits and misses, retries, 429s and errors, and the run's per-endpoint rows
-    (cumulative for the run, so each asset upserts them again and `spotify_api_usage` ends with the
-    run's totals) are saved to the warehouse.
+    Create it when the asset starts and call `metadata()` when it is done. What the asset's requests cost
+    (per endpoint: requests, cache hits and misses, retries, 429s, errors, latency) goes into its metadata
+    and into `spotify_api_usage` under (run, asset, endpoint). Every step counts only its own requests,
+    whether the steps share a process (in-process executor) or not (multiprocess), so the rows of a run add
+    up to what Spotify saw, token requests included.
     """
 
-    def __init__(self, spotify: SpotifyResource, warehouse: WarehouseResource) -> None:
+    def __init__(self, context: dg.AssetExecutionContext, spotify: SpotifyResource, warehouse: WarehouseResource):
+        self.asset = context.op_execution_context.op.name
         self.spotify = spotify
         self.warehouse = warehouse
-        self._start = _totals(spotify.usage_rows())
+        self._mark = spotify.usage_mark()
 
     def metadata(self) -> dict[str, Any]:
-        rows = self.spotify.usage_rows()
+        rows = [{**row, "asset": self.asset} for row in self.spotify.usage_rows(since=self._mark)]
         if rows:
             with self.warehouse.engine.begin() as conn:
                 record_api_usage(conn, rows)
-        now = _totals(rows)
-        meta: dict[str, Any] = {
-            key: value for key, value in self.spotify.usage_metadata().items() if not key.startswith("spotify_")
-            or key in ("spotify_api_usage", "spotify_app_mode", "spotify_popularity_available")
-        }
-        for counter in COUNTERS:
-            meta[f"spotify_{counter}"] = dg.MetadataValue.int(now[counter] - self._start[counter])
-        return meta
-
-
-def _totals(rows: list[dict[str, Any]]) -> dict[str, int]:
-    return {counter: sum(int(row[counter]) for row in rows) for counter in COUNTERS}
+        return self.spotify.usage_metadata(since=self._mark)

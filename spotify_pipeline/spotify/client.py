@@ -47,6 +47,9 @@ PROBE_TRACK_ID = "4iV5W9uYEdYUVa79Axb7Rh"
 SEARCH_MAX_RESULTS = 1000
 #: Penalty when a 429 carries no Retry-After.
 DEFAULT_PENALTY_S = 1.0
+#: Spotify leaves popularity out of a single track now and then; only a batch of at least this many tracks
+#: answered without any popularity says the app cannot see popularity.
+MIN_TRACKS_TO_JUDGE_POPULARITY = 2
 
 
 class SpotifyClient:
@@ -132,7 +135,12 @@ class SpotifyClient:
         return cached
 
     def _remember(self, caps: Capabilities) -> Capabilities:
-        if self._caps != caps:
+        """Adopt `caps` as what Spotify's answers just established, and share them with every process."""
+        previous = self._caps or self._known_capabilities()
+        caps = caps.detected(self.clock.time(), previous=previous)
+        if previous is not None and previous.mode != caps.mode:
+            log.warning("Spotify app mode changed from %s to %s", previous.mode, caps.mode)
+        if previous is None or (previous.mode, previous.popularity) != (caps.mode, caps.popularity):
             log.info(
                 "Spotify app mode: %s (batch endpoints %s, popularity %s)",
                 caps.mode,
@@ -144,10 +152,15 @@ class SpotifyClient:
             self.cache.set(self._caps_key, caps.to_json(), self.config.capabilities_ttl_s)
         return caps
 
-    def _popularity_missing(self) -> None:
+    def _judge_popularity(self, batch: dict[str, Track | None]) -> None:
+        """A batch answered entirely without popularity means the app lost it (an Extended Quota app cut
+        back); a track or two without it is Spotify's ordinary gaps and changes nothing."""
+        tracks = [t for t in batch.values() if t is not None]
         caps = self._caps
-        if caps is not None and caps.popularity:
-            log.warning("Spotify returned tracks without popularity: marking popularity unavailable")
+        if caps is None or not caps.popularity or len(tracks) < MIN_TRACKS_TO_JUDGE_POPULARITY:
+            return
+        if all(t.popularity is None for t in tracks):
+            log.warning("Spotify returned %d tracks, none with popularity: marking popularity unavailable", len(tracks))
             self._remember(Capabilities.for_mode(caps.mode, popularity=False, source=caps.source))
 
     # -- tracks ------------------------------------------------------------------------------------------
@@ -178,7 +191,9 @@ class SpotifyClient:
             return {}
         entries = self.cache.get_many([track_key(i, self.config.market) for i in wanted])
         now = self.clock.time()
-        caps = self._caps
+        # What every process knows (the cache), not only this one: a fresh step process must not take cached
+        # Development Mode entries, which never carry popularity, for stale ones.
+        caps = self._caps or self._known_capabilities()
         check_popularity = need_fresh_popularity and (caps is None or caps.popularity)
         result: dict[str, Track | None] = {}
         missing: list[str] = []
@@ -209,26 +224,43 @@ class SpotifyClient:
                 if caps is None:
                     chunk = rest[:50]
                     try:
-                        out.update(self._fetch_batch(chunk))
+                        first = self._fetch_batch(chunk)
                     except SpotifyForbidden:
                         caps = self._remember(Capabilities.for_mode("development"))
                     else:
+                        out.update(first)
                         rest = rest[len(chunk) :]
-                        popularity = all(t is None or t.popularity is not None for t in out.values())
+                        judged = [t for t in first.values() if t is not None]
+                        popularity = len(judged) < MIN_TRACKS_TO_JUDGE_POPULARITY or any(
+                            t.popularity is not None for t in judged
+                        )
                         caps = self._remember(Capabilities.for_mode("extended", popularity=popularity))
-        if caps.batch_endpoints:
-            for i in range(0, len(rest), caps.batch_size):
-                out.update(self._fetch_batch(rest[i : i + caps.batch_size]))
-        else:
-            for track_id in rest:
+        while rest:
+            if caps.batch_endpoints:
+                chunk = rest[: caps.batch_size]
+                try:
+                    batch = self._fetch_batch(chunk)
+                except SpotifyForbidden:
+                    if caps.source == "configured":
+                        raise
+                    # The app was moved to Development Mode since the mode was last established.
+                    caps = self._remember(Capabilities.for_mode("development"))
+                    continue
+                out.update(batch)
+                rest = rest[len(chunk) :]
+                self._judge_popularity(batch)
+                caps = self._caps or caps
+            else:
+                track_id = rest.pop(0)
                 try:
                     body = self._get(f"tracks/{track_id}", endpoint=EP_TRACK)
                 except SpotifyNotFound:
                     out[track_id] = None
                     continue
-                out[track_id] = Track.from_json(body, endpoint=EP_TRACK, requested_id=track_id)
-        if any(t is not None and t.popularity is None for t in out.values()):
-            self._popularity_missing()
+                track = out[track_id] = Track.from_json(body, endpoint=EP_TRACK, requested_id=track_id)
+                if track.popularity is not None and caps.source != "configured":
+                    # Development Mode never sends popularity: the app has Extended Quota (again).
+                    caps = self._remember(Capabilities.for_mode("extended"))
         return out
 
     def _fetch_batch(self, ids: Sequence[str]) -> dict[str, Track | None]:

@@ -43,7 +43,8 @@ class SpotifyClientConfig:
     cache_path: str | None = None
     track_ttl_s: int = 86_400
     popularity_ttl_s: int = 3_600
-    capabilities_ttl_s: int = 3_600
+    # Long: Spotify's answers correct a stale mode (a batch call refused, popularity reappearing) at once.
+    capabilities_ttl_s: int = 7 * 86_400
     # Retries and timeouts
     max_retry_after_s: float = 120
     max_attempts: int = 5
@@ -116,8 +117,11 @@ class SpotifyClientConfig:
 
     @property
     def app_key(self) -> str:
-        """A short, non-secret tag of the app (client id hash): shared keys are per app, never per process."""
-        return hashlib.sha256((self.client_id or "").encode()).hexdigest()[:16]
+        """A short, non-secret tag of the app as one Spotify service knows it (client id and the API and
+        accounts URLs): shared keys (token, capabilities, rate limit) are per app and service, never per
+        process, and an emulator on another port never inherits what another server said."""
+        identity = "\n".join((self.client_id or "", self.api_base_url.rstrip("/"), self.accounts_base_url.rstrip("/")))
+        return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     @property
     def sqlite_cache_path(self) -> str | None:

@@ -27,6 +27,7 @@ USAGE_COLUMNS = (
 )
 
 _MAX_SAMPLES = 10_000
+_COUNTERS = ("requests", "cache_hits", "cache_misses", "retries", "throttled", "errors")
 
 
 @dataclass
@@ -39,6 +40,15 @@ class _EndpointStats:
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     _seen: int = 0
+
+
+@dataclass(frozen=True)
+class MetricsMark:
+    """The counters at one moment, so a later `snapshot(since=mark)` reports only what happened after it
+    (one asset's share of a client shared by several)."""
+
+    counters: dict[str, dict[str, int]]
+    samples: dict[str, int]
 
 
 def percentile(values: list[float], pct: float) -> float | None:
@@ -92,25 +102,36 @@ class Metrics:
         with self._lock:
             self._get(endpoint).retries += 1
 
-    def snapshot(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """One row per endpoint, sorted by endpoint; keys are `USAGE_COLUMNS`."""
+    def mark(self) -> MetricsMark:
+        """The counters now; see `snapshot(since=...)`."""
+        with self._lock:
+            return MetricsMark(
+                counters={e: {c: getattr(s, c) for c in _COUNTERS} for e, s in self._stats.items()},
+                samples={e: s._seen for e, s in self._stats.items()},
+            )
+
+    def snapshot(self, run_id: str | None = None, since: MetricsMark | None = None) -> list[dict[str, Any]]:
+        """One row per endpoint, sorted by endpoint; keys are `USAGE_COLUMNS`. With `since`, the counters
+        count only what happened after that mark, and endpoints with nothing new are left out. (Latency
+        percentiles after a mark are exact up to the sample size, then drawn from the whole sample.)"""
         rid = run_id if run_id is not None else self.run_id
         with self._lock:
             rows = []
             for endpoint in sorted(self._stats):
                 s = self._stats[endpoint]
-                p50 = percentile(s.latencies_ms, 50)
-                p95 = percentile(s.latencies_ms, 95)
+                before = since.counters.get(endpoint, {}) if since is not None else {}
+                counts = {c: getattr(s, c) - before.get(c, 0) for c in _COUNTERS}
+                if since is not None and not any(counts.values()):
+                    continue
+                seen_before = since.samples.get(endpoint, 0) if since is not None else 0
+                latencies = s.latencies_ms[seen_before:] if s._seen <= _MAX_SAMPLES else s.latencies_ms
+                p50 = percentile(latencies, 50)
+                p95 = percentile(latencies, 95)
                 rows.append(
                     {
                         "run_id": rid,
                         "endpoint": endpoint,
-                        "requests": s.requests,
-                        "cache_hits": s.cache_hits,
-                        "cache_misses": s.cache_misses,
-                        "retries": s.retries,
-                        "throttled": s.throttled,
-                        "errors": s.errors,
+                        **counts,
                         "latency_p50_ms": None if p50 is None else round(p50, 3),
                         "latency_p95_ms": None if p95 is None else round(p95, 3),
                     }

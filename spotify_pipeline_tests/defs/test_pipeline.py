@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from spotify_pipeline.definitions import defs
+from spotify_pipeline.definitions import build_definitions
 from spotify_pipeline.defs.catalog.assets import raw_spotify_tracks, songs_enriched, spotify_catalog
 from spotify_pipeline.defs.jobs import spotify_daily_refresh_schedule
 from spotify_pipeline.defs.matching.assets import spotify_track_matches
@@ -53,8 +53,14 @@ def test_daily_job_enriches_the_catalogue_end_to_end(pipeline):
         "OR spotify_url IS NULL OR album_image_url IS NULL)"
     ) == 0
     assert all(check.passed for check in _checks(result).values()), _checks(result)
-    usage = pipeline.rows("SELECT endpoint, requests FROM spotify_api_usage WHERE run_id = :r", r=result.run_id)
-    assert dict(usage)["GET /search"] > 0
+    usage = pipeline.rows(
+        "SELECT asset, endpoint, requests FROM spotify_api_usage WHERE run_id = :r", r=result.run_id
+    )
+    by_asset = {(asset, endpoint): requests for asset, endpoint, requests in usage}
+    assert by_asset[("spotify_track_matches", "GET /search")] > 0
+    assert by_asset[("raw_spotify_tracks", "GET /tracks")] == -(-MATCHED_IN_SAMPLE // 50)
+    assert by_asset.get(("spotify_popularity_snapshots", "GET /tracks"), 0) == 0  # shared the raw pull's objects
+    assert sum(by_asset.values()) == pipeline.emulator.stats()["total_requests"]
     assert pipeline.emulator.stats()["by_status"].get("429", 0) == 0
 
 
@@ -199,6 +205,7 @@ def test_movers_asset_writes_the_table_and_a_markdown_summary(pipeline):
 
 def test_the_schedule_runs_todays_partition_at_0600_utc():
     tick = dt.datetime.combine(utc_today(), dt.time(6, 0), tzinfo=dt.timezone.utc)
+    defs = build_definitions()
     schedule = defs.resolve_schedule_def(spotify_daily_refresh_schedule.name)
     context = dg.build_schedule_context(scheduled_execution_time=tick)
     [request] = list(schedule.evaluate_tick(context).run_requests)
@@ -208,6 +215,7 @@ def test_the_schedule_runs_todays_partition_at_0600_utc():
 
 
 def test_definitions_load_with_the_job_schedule_pool_and_checks():
+    defs = build_definitions()
     job = defs.resolve_job_def("spotify_daily_refresh")
     assert job.partitions_def is not None
     graph = defs.resolve_asset_graph()
@@ -235,3 +243,14 @@ def test_dagster_definitions_validate_passes(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_a_run_that_cannot_see_popularity_keeps_todays_snapshot(pipeline):
+    assert pipeline.materialize().success
+    count = "SELECT count(*) FROM spotify_popularity_snapshots WHERE snapshot_date = :d"
+    assert pipeline.scalar(count, d=TODAY) == MATCHED_IN_SAMPLE
+    # Later the same day the app is (believed to be) in Development Mode: nothing to capture, nothing to delete.
+    result = pipeline.materialize([spotify_popularity_snapshots], app_mode="development")
+    assert result.success
+    assert _metadata(result, "spotify_popularity_snapshots")["popularity_available"] is False
+    assert pipeline.scalar(count, d=TODAY) == MATCHED_IN_SAMPLE

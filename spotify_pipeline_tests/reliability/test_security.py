@@ -4,7 +4,6 @@ every listener bound to the loopback interface by default."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
@@ -26,6 +25,8 @@ from spotify_pipeline.auth_cli import auth_group
 from spotify_pipeline.definitions import build_definitions
 from spotify_pipeline.defs.partitions import utc_today
 from spotify_pipeline.defs.user_library.assets import accounts_partitions
+from spotify_pipeline.settings import Settings
+from spotify_pipeline.spotify import SpotifyClientConfig
 from spotify_pipeline.spotify.cache import KEY_VERSION
 from spotify_pipeline.spotify.sqlite_cache import SQLiteCache
 from spotify_pipeline.spotify.user_auth import OAuthApp, login
@@ -133,7 +134,7 @@ def test_no_secret_in_logs_events_errors_status_or_warehouse_after_a_full_run(
             partition_key=utc_today().isoformat(), instance=instance
         )
         assert daily.success
-        app_key = hashlib.sha256(client_id.encode()).hexdigest()[:16]
+        app_key = SpotifyClientConfig.from_settings(Settings.from_env()).app_key
         app_token = SQLiteCache(cache_path).get(f"{KEY_VERSION}:token:{app_key}")
         needles["app access token"] = app_token["access_token"]
 

@@ -88,17 +88,85 @@ def test_development_mode_falls_back_to_single_calls(rsps) -> None:
     assert len([c for c in api_calls(rsps) if urlsplit(c.request.url).path == "/v1/tracks"]) == 1
 
 
-def test_mode_is_remembered_for_an_hour_across_clients(rsps) -> None:
+def test_mode_is_remembered_across_clients_until_the_capabilities_ttl(rsps) -> None:
     development_api(rsps)
     clock = FakeClock()
     cache = InMemoryCache(clock)
     helpers.client(clock, cache=cache).get_tracks(["a1"])
-    helpers.client(clock, cache=cache).get_tracks(["a2"])  # a second run within the hour
+    clock.advance(3601)
+    helpers.client(clock, cache=cache).get_tracks(["a2"])  # a later run, a fresh process
     probes = [c for c in api_calls(rsps) if urlsplit(c.request.url).path == "/v1/tracks"]
     assert len(probes) == 1
-    clock.advance(3601)
+    clock.advance(helpers.config().capabilities_ttl_s)
     assert helpers.client(clock, cache=cache).capabilities.mode == "development"
     assert len([c for c in api_calls(rsps) if urlsplit(c.request.url).path == "/v1/tracks"]) == 2
+
+
+def test_a_fresh_client_trusts_remembered_development_mode_for_cached_tracks(rsps) -> None:
+    """A fresh process (a Dagster step) must not refetch cached Development Mode tracks for popularity they
+    can never carry."""
+    development_api(rsps)
+    clock = FakeClock()
+    cache = InMemoryCache(clock)
+    helpers.client(clock, cache=cache).get_tracks(ids(5))
+    sent = len(api_calls(rsps))
+    clock.advance(2 * 3600)  # past the popularity TTL, within the track TTL
+    fresh = helpers.client(clock, cache=cache)
+    assert len(fresh.get_tracks(ids(5), need_fresh_popularity=True)) == 5
+    assert len(api_calls(rsps)) == sent
+
+
+def test_capabilities_are_per_app_and_spotify_service(rsps) -> None:
+    development_api(rsps)
+    clock = FakeClock()
+    cache = InMemoryCache(clock)
+    helpers.client(clock, cache=cache).get_tracks(["a1"])
+    other = helpers.client(clock, cache=cache, api_base_url="http://127.0.0.1:9/v1")
+    assert other.known_capabilities is None and other._known_capabilities() is None
+    assert helpers.client(clock, cache=cache)._known_capabilities().mode == "development"
+
+
+def test_an_app_moved_to_development_mode_is_detected_from_a_refused_batch_call(rsps) -> None:
+    clock = FakeClock()
+    cache = InMemoryCache(clock)
+    extended_api(rsps)
+    helpers.client(clock, cache=cache).get_tracks(ids(3, "e"))
+    rsps.reset()
+    development_api(rsps)
+    clock.advance(60)
+    moved_after = clock.time()
+    client = helpers.client(clock, cache=cache)
+    got = client.get_tracks(ids(3, "d"))
+    assert all(t is not None for t in got.values())
+    caps = client.capabilities
+    assert (caps.mode, caps.previous_mode) == ("development", "extended")
+    assert moved_after <= caps.changed_at <= clock.time()
+    batch_calls = [c for c in api_calls(rsps) if urlsplit(c.request.url).path == "/v1/tracks"]
+    assert len(batch_calls) == 1  # the refused one; then one single-track call per id
+    assert len(api_calls(rsps)) == 1 + 3
+    assert helpers.client(clock, cache=cache)._known_capabilities().previous_mode == "extended"
+
+
+def test_an_app_back_on_extended_quota_is_detected_from_popularity_in_a_single_track_answer(rsps) -> None:
+    clock = FakeClock()
+    cache = InMemoryCache(clock)
+    development_api(rsps)
+    helpers.client(clock, cache=cache).get_tracks(["d1"])
+    rsps.reset()
+    helpers.add_token(rsps)
+    rsps.add_callback(responses.GET, TRACKS_URL, callback=batch_callback)
+    rsps.add_callback(
+        responses.GET, re.compile(rf"{re.escape(API)}/tracks/[^/?]+"),
+        callback=lambda request: (200, {}, json.dumps(track_json(urlsplit(request.url).path.rsplit("/", 1)[-1]))),
+    )
+    client = helpers.client(clock, cache=cache)
+    got = client.get_tracks(ids(60, "x"))
+    assert len(got) == 60 and client.capabilities.mode == "extended"
+    assert client.capabilities.previous_mode == "development"
+    # one single-track call told the mode; the other 59 came in batches of 50
+    singles = [c for c in api_calls(rsps) if urlsplit(c.request.url).path != "/v1/tracks"]
+    batches = [c for c in api_calls(rsps) if urlsplit(c.request.url).path == "/v1/tracks"]
+    assert (len(singles), len(batches)) == (1, 2)
 
 
 def test_cached_tracks_answered_without_requests_and_only_missing_fetched(rsps) -> None:
@@ -158,12 +226,21 @@ def test_need_fresh_popularity_does_not_refetch_when_popularity_is_unavailable(r
     assert len(api_calls(rsps)) == n
 
 
-def test_extended_mode_tracks_without_popularity_mark_it_unavailable(rsps) -> None:
+def test_one_track_without_popularity_is_not_an_app_without_popularity(rsps) -> None:
     helpers.add_token(rsps)
-    rsps.get(TRACKS_URL, json={"tracks": [track_json("p1", drop=("popularity",))]})
+    rsps.get(TRACKS_URL, json={"tracks": [track_json("p1", drop=("popularity",)), track_json("p2")]})
     client = helpers.client()
-    t = client.get_tracks(["p1"])["p1"]
-    assert t is not None and t.popularity is None
+    got = client.get_tracks(["p1", "p2"])
+    assert got["p1"].popularity is None and got["p2"].popularity is not None
+    assert client.capabilities.mode == "extended" and client.capabilities.popularity is True
+
+
+def test_a_batch_without_any_popularity_marks_it_unavailable(rsps) -> None:
+    helpers.add_token(rsps)
+    rsps.get(TRACKS_URL, json={"tracks": [track_json(i, drop=("popularity",)) for i in ("p1", "p2", "p3")]})
+    client = helpers.client()
+    got = client.get_tracks(["p1", "p2", "p3"])
+    assert all(t is not None and t.popularity is None for t in got.values())
     assert client.capabilities.mode == "extended" and client.capabilities.popularity is False
 
 

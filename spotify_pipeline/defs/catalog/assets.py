@@ -54,7 +54,7 @@ def raw_spotify_tracks(
     re-run the same day costs no requests. Re-materializing a partition replaces it in one transaction:
     readers see the old partition or the new one, never a mix.
     """
-    usage = UsageTracker(spotify, warehouse)
+    usage = UsageTracker(context, spotify, warehouse)
     engine = warehouse.engine
     with engine.connect() as conn:
         matches = matched_tracks(conn, config.song_ids)

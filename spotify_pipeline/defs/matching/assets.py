@@ -54,7 +54,7 @@ def spotify_track_matches(
     `spotify_match_attempts`; a miss is not searched again for `miss_retry_days`; a row in
     `spotify_match_overrides` always wins (a NULL track id there means "not on Spotify").
     """
-    usage = UsageTracker(spotify, warehouse)
+    usage = UsageTracker(context, spotify, warehouse)
     engine = warehouse.engine
     now = utc_now()
     with engine.begin() as conn:

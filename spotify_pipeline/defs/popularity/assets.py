@@ -58,7 +58,7 @@ def spotify_popularity_snapshots(
     Development Mode cannot see popularity: then no rows are written, `popularity_available` is false and
     a WARN check says so; a NULL is never stored in place of a value.
     """
-    usage = UsageTracker(spotify, warehouse)
+    usage = UsageTracker(context, spotify, warehouse)
     days = partition_dates(context)
     today = utc_today()
     if days != [today]:
@@ -73,17 +73,24 @@ def spotify_popularity_snapshots(
     tracks = client.get_tracks(track_ids, need_fresh_popularity=True)
     available = client.capabilities.popularity
     captured_at = utc_now()
-    rows = [
-        {"track_id": track_id, "popularity": track.popularity, "captured_at": captured_at}
-        for track_id, track in tracks.items()
-        if track is not None and track.popularity is not None
-    ] if available else []
-    with engine.begin() as conn:
-        # An on-demand run (some songs) adds their tracks to today's snapshot; a full capture replaces it.
-        written = write_popularity_snapshot(conn, today, rows, replace=not config.song_ids)
-        out_of_range = popularity_out_of_range(conn, today)
-    if not available:
-        context.log.warning("this Spotify app cannot see popularity (Development Mode): no snapshot rows written")
+    if available:
+        rows = [
+            {"track_id": track_id, "popularity": track.popularity, "captured_at": captured_at}
+            for track_id, track in tracks.items()
+            if track is not None and track.popularity is not None
+        ]
+        with engine.begin() as conn:
+            # An on-demand run (some songs) adds their tracks to today's snapshot; a full capture replaces it.
+            written = write_popularity_snapshot(conn, today, rows, replace=not config.song_ids)
+            out_of_range = popularity_out_of_range(conn, today)
+    else:
+        # A belief about the app is no reason to touch what an earlier capture stored for today.
+        with engine.connect() as conn:
+            out_of_range = popularity_out_of_range(conn, today)
+        written = 0
+        context.log.warning(
+            "this Spotify app cannot see popularity (Development Mode): today's snapshot is left as it is"
+        )
     return dg.MaterializeResult(
         metadata={
             "snapshot_date": today.isoformat(),

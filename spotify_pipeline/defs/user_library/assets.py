@@ -59,7 +59,7 @@ def spotify_saved_tracks(
     tracks also land in the normalized catalogue (`spotify_tracks`, `spotify_albums`, `spotify_artists`).
     """
     account = context.partition_key
-    usage = UsageTracker(spotify, warehouse)
+    usage = UsageTracker(context, spotify, warehouse)
     client = spotify.get_user_client(account, token_store(warehouse))
     saved = list(client.iter_saved_tracks())
     now = utc_now()
@@ -110,7 +110,7 @@ def spotify_recently_played(
     )
     if health.level == "error":
         raise dg.Failure(health.message)
-    usage = UsageTracker(spotify, warehouse)
+    usage = UsageTracker(context, spotify, warehouse)
     client = spotify.get_user_client(account, store)
     with warehouse.engine.connect() as conn:
         after_ms = last_played_at_ms(conn, account)

@@ -137,3 +137,19 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4)
     return value
+
+
+def recorded_requests(engine: sa.Engine, run_id: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT endpoint, sum(requests) FROM spotify_api_usage WHERE run_id = :r GROUP BY endpoint"),
+            {"r": run_id},
+        ).all()
+    return {endpoint: int(total) for endpoint, total in rows}
+
+
+def assert_usage_matches_spotify(engine: sa.Engine, run_id: str, stats: dict) -> None:
+    recorded = recorded_requests(engine, run_id)
+    assert sum(recorded.values()) == stats["total_requests"], (recorded, stats["by_endpoint"])
+    assert recorded.get("POST /api/token", 0) == stats["by_endpoint"].get("/api/token", 0)
+    assert recorded.get("GET /search", 0) == stats["by_endpoint"].get("/v1/search", 0)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 
 from spotify_pipeline.defs.partitions import utc_today
 from spotify_pipeline_tests.defs import production_job
-from spotify_pipeline_tests.defs.conftest import make_pipeline
+from spotify_pipeline_tests.defs.conftest import assert_usage_matches_spotify, make_pipeline
 
 MATCHED_IN_SAMPLE = 850
 MULTIPROCESS = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
@@ -44,22 +43,6 @@ def run_daily_job(instance: dg.DagsterInstance) -> dg.ExecutionResult:
     step_pids = {e.dagster_event.pid for e in instance.all_logs(result.run_id) if e.dagster_event and e.dagster_event.is_step_start}
     assert len(step_pids) > 1  # the steps really ran in separate processes
     return result
-
-
-def recorded_requests(engine: sa.Engine, run_id: str) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT endpoint, sum(requests) FROM spotify_api_usage WHERE run_id = :r GROUP BY endpoint"),
-            {"r": run_id},
-        ).all()
-    return {endpoint: int(total) for endpoint, total in rows}
-
-
-def assert_usage_matches_spotify(engine: sa.Engine, run_id: str, stats: dict) -> None:
-    recorded = recorded_requests(engine, run_id)
-    assert sum(recorded.values()) == stats["total_requests"], (recorded, stats["by_endpoint"])
-    assert recorded.get("POST /api/token", 0) == stats["by_endpoint"].get("/api/token", 0)
-    assert recorded.get("GET /search", 0) == stats["by_endpoint"].get("/v1/search", 0)
 
 
 @pytest.mark.slow

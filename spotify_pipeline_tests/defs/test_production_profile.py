@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from spotify_pipeline.defs.partitions import utc_today
 from spotify_pipeline_tests.defs import production_job
-from spotify_pipeline_tests.defs.conftest import make_pipeline, table_fingerprint
+from spotify_pipeline_tests.defs.conftest import assert_usage_matches_spotify, make_pipeline, table_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RATE_PER_MINUTE = 6_000
@@ -63,4 +63,6 @@ def test_multiprocess_postgres_redis_run_matches_the_local_profile(
     assert len(step_pids) > 1  # steps really ran in separate processes
     assert table_fingerprint(production.engine) == expected
     assert emulator.stats()["by_status"].get("429", 0) == 0
+    # every step's requests are recorded, and they add up to what Spotify saw
+    assert_usage_matches_spotify(production.engine, result.run_id, emulator.stats())
     production.engine.dispose()

@@ -202,13 +202,17 @@ def _search_rows(d: dict[str, Any], add: Callable[..., None]) -> None:
 
 
 def _api_rows(d: dict[str, Any], add: Callable[..., None]) -> None:
-    for mode, minimum in (("extended", 20), ("development", 1000)):
-        ours = d[f"{mode}_requests_per_1000"]
-        probes = d.get(f"{mode}_mode_probes", 0)
-        add(f"requests/1,000 tracks, {mode}", _num(ours), f"minimum {minimum:,}", _ratio(ours, minimum),
-            "<= minimum + 1 mode probe", ours <= minimum + 1 and ours - probes <= minimum)
-    add("requests, warm re-run in TTL", _num(d["warm_rerun_requests"]), f"cold run {_num(d['cold_run_requests'])}",
-        "-", "0", d["warm_rerun_requests"] == 0)
+    for mode in ("extended", "development"):
+        ours, minimum = d[f"{mode}_cold_requests"], d[f"{mode}_minimum"]
+        add(f"daily job requests, {mode}, cold", _num(ours), f"minimum {_num(minimum)}", _ratio(ours, minimum),
+            "<= minimum + 1 mode probe", ours <= minimum + 1)
+        add(f"  track calls / tracks matched", f"{_num(d[f'{mode}_track_calls'])}",
+            f"tracks {_num(d[f'{mode}_tracks_matched'])}", "-", "-", None)
+        add(f"daily job requests, {mode}, warm", _num(d[f"{mode}_warm_requests"]), f"cold {_num(ours)}", "-", "0",
+            d[f"{mode}_warm_requests"] == 0)
+        recorded, seen = d[f"{mode}_usage_recorded"], d[f"{mode}_emulator_total"]
+        add(f"spotify_api_usage sum, {mode}", _num(recorded), f"emulator {_num(seen)}", _ratio(recorded, seen),
+            "= emulator", recorded == seen)
 
 
 def _limiter_rows(d: dict[str, Any], add: Callable[..., None]) -> None:

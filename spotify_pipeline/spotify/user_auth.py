@@ -26,10 +26,11 @@ Login, step by step::
 machines without a browser). Every failure raises before `store.save`, so nothing is ever half-stored.
 
 Refresh rules (`UserTokenSource`):
-- one refresher at a time across processes: the store's `refreshing(account)` holds a lock (a row lock on
-  PostgreSQL, a file or Redis lock locally) and a transaction; whoever waited finds the new token and uses it;
-- the refresh token Spotify sends back (rotation) is saved in the transaction that spent the old one; when
-  Spotify sends none, the old one is kept;
+- one refresher at a time across processes: the store's `refreshing(account)` holds a lock (an advisory lock
+  on PostgreSQL, a file or Redis lock locally), never a database transaction, across the call to Spotify;
+  whoever waited finds the new token and uses it;
+- the refresh token Spotify sends back (rotation) is saved before the lock is released; when Spotify sends
+  none, the old one is kept; a logout or a new login made meanwhile wins over the refresh;
 - ``invalid_grant`` marks the account ``needs_reauth`` and raises `ReauthorizationRequired`, which names the
   command to run; 5xx, 429, timeouts and connection errors raise the client's usual (retryable) errors and
   leave the stored tokens exactly as they were.
@@ -183,9 +184,10 @@ class TokenRecord(Protocol):
 
 
 class RefreshTransaction(Protocol):
-    """An account's row, locked against other refreshers until the `refreshing` block ends.
+    """An account, locked against other refreshers until the `refreshing` block ends.
 
-    Leaving the block normally commits what was written; an exception rolls it back (nothing changes).
+    The lock is not a database transaction: each write is stored when it is made (the old refresh token is
+    spent at Spotify by then), unless a logout or a new login happened meanwhile, which win.
     """
 
     @property
@@ -194,11 +196,11 @@ class RefreshTransaction(Protocol):
         ...
 
     def save(self, tokens: TokenRecord) -> None:
-        """Replace the account's tokens within this transaction."""
+        """Replace the account's tokens (unless a logout or a new login happened since `current`)."""
         ...
 
     def mark_needs_reauth(self) -> None:
-        """Flag the account as needing a new login, within this transaction (tokens are kept)."""
+        """Flag the account as needing a new login (tokens are kept)."""
         ...
 
 
@@ -223,7 +225,7 @@ class TokenStore(Protocol):
         ...
 
     def refreshing(self, account: str) -> AbstractContextManager[RefreshTransaction]:
-        """Lock the account against other refreshers (every process) and open a transaction."""
+        """Lock the account against other refreshers (every process) for the duration of the block."""
         ...
 
 
@@ -777,7 +779,7 @@ class UserTokenSource:
                         refresh_token_expires_at=current.refresh_token_expires_at,
                         spotify_user_id=current.spotify_user_id,
                     )
-                    txn.save(new)  # same transaction that read, and spent, the old refresh token
+                    txn.save(new)  # while still holding the lock under which the old refresh token was spent
             if refused is not None:
                 log.warning("%s", refused)
                 raise refused
@@ -787,6 +789,10 @@ class UserTokenSource:
                 self.account,
                 "rotated" if new.refresh_token != current.refresh_token else "kept",
             )
+            # A new `auth login` during the refresh wins over it in the store; act with what is stored.
+            stored = self.store.load(self.account)
+            if stored is not None and stored.access_token != new.access_token:
+                return self._adopt(stored)
             return self._adopt(new)
 
 

@@ -6,11 +6,16 @@
   it, run `rotate_keys()` (``spotify-pipeline auth rotate-key``), then drop the old key.
 - A missing, malformed or wrong key raises `TokenKeyError`, whose message names SPOTIFY_TOKEN_KEY; no
   base64 or padding traceback ever reaches the user.
-- Refreshing (`refreshing(account)`): one refresher at a time across processes, and the new tokens are
-  written in the very transaction that read the old refresh token. PostgreSQL: ``SELECT ... FOR UPDATE``
-  on the account's row (waiting at most ``lock_timeout_s``). SQLite: a Redis lock when a Redis URL is
-  given, else an exclusive file lock next to the database file; the transaction then takes SQLite's write
-  lock at once, so no other writer can slip in between reading and writing.
+- Refreshing (`refreshing(account)`): one refresher at a time per account across processes, and no
+  transaction open while Spotify is asked for new tokens (an HTTP call that may last the read timeout
+  plus retries). The refresher holds a lock, not a transaction, across that call. PostgreSQL: a
+  session-level advisory lock keyed by the account, on a connection of its own in autocommit mode. SQLite:
+  a Redis lock when a Redis URL is given, else an exclusive file lock next to the database file (a thread
+  lock for an in-memory database). Each lock is waited for at most ``lock_timeout_s``.
+  Under the lock, the stored tokens are read in one short transaction and the new ones written in
+  another, as a compare-and-set on the refresh token the refresh started from: a logout or a new login
+  that happened meanwhile wins over the refresh. So SQLite's database-wide write lock, and PostgreSQL's
+  row locks, are only ever held for a few statements.
 
 `SqlTokenStore` matches the `spotify_pipeline.spotify.user_auth.TokenStore` protocol by shape (the
 warehouse does not import the client): records go in as any object with `StoredTokens`' attributes and
@@ -21,14 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -38,11 +44,15 @@ from spotify_pipeline.warehouse.engine import dialect_of
 if TYPE_CHECKING:  # pragma: no cover
     from spotify_pipeline.settings import Settings
 
+log = logging.getLogger(__name__)
+
 TABLE = "spotify_oauth_tokens"
 KEY_VARIABLE = "SPOTIFY_TOKEN_KEY"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 _LOCK_POLL_S = 0.02
-_LOCK_NOT_AVAILABLE = "55P03"
+# Arbitrary int4 naming the refresh locks among other users of PostgreSQL advisory locks; the account's id
+# is the second key. The two-key form never meets the migrations' one-key (bigint) lock.
+_REFRESH_LOCK_NAMESPACE = 730_140_222
 _GENERATE_HINT = "generate one with `spotify-pipeline auth generate-key`"
 
 
@@ -290,32 +300,19 @@ class SqlTokenStore:
             return _mark(conn, account)
 
     @contextlib.contextmanager
-    def refreshing(self, account: str) -> Iterator[_RefreshTransaction]:
-        """Lock ``account`` against every other refresher and open the transaction the refresh runs in.
+    def refreshing(self, account: str) -> Iterator[_LockedRefresh]:
+        """Lock ``account`` against every other refresher, in every process, until the block ends.
 
-        Yields an object with ``current`` (the stored tokens as of taking the lock, or None), ``save(tokens)``
-        and ``mark_needs_reauth()``. A normal exit commits; an exception rolls everything back.
+        Yields an object with ``current`` (the stored tokens, read once the lock is taken, or None),
+        ``save(tokens)`` and ``mark_needs_reauth()``. The lock is not a transaction: each of those reads and
+        writes runs in a short transaction of its own, so nothing stays open while the caller waits for
+        Spotify. A save is committed when it happens (the old refresh token is spent by then); an exception
+        before it writes nothing. Both writes give way to a logout or a new login made since ``current``
+        was read (see `_LockedRefresh`).
         """
         self._require_cipher()
-        with self._translate_errors(), self._process_lock(account), self.engine.connect() as conn:
-            with conn.begin():
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.lock_timeout_s * 1000)}")
-                    try:
-                        row = conn.execute(
-                            sa.text(f"SELECT {_COLUMNS} FROM {TABLE} WHERE account = :a FOR UPDATE"), {"a": account}
-                        ).first()
-                    except sa.exc.OperationalError as exc:
-                        if getattr(exc.orig, "pgcode", None) == _LOCK_NOT_AVAILABLE:
-                            raise self._lock_timeout(account) from None
-                        raise
-                else:
-                    # Take SQLite's write lock now (a write as the first statement), not at the final UPDATE:
-                    # a writer slipping in between would make that UPDATE fail after the old refresh token
-                    # was already spent.
-                    conn.execute(sa.text(f"UPDATE {TABLE} SET account = account WHERE account = :a"), {"a": account})
-                    row = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM {TABLE} WHERE account = :a"), {"a": account}).first()
-                yield _RefreshTransaction(self, conn, account, None if row is None else self._record(row))
+        with self._translate_errors(), self._refresh_lock(account):
+            yield _LockedRefresh(self, account, self.load(account))
 
     # -- administration --------------------------------------------------------------------------------
     def accounts(self) -> list[str]:
@@ -363,14 +360,9 @@ class SqlTokenStore:
         cipher = self._require_cipher()
         with self._translate_errors(), self.engine.connect() as conn:
             with conn.begin():
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.lock_timeout_s * 1000)}")
-                    lock = " FOR UPDATE"
-                else:  # take the write lock first: a refresher's transaction cannot interleave
-                    conn.execute(sa.text(f"UPDATE {TABLE} SET account = account"))
-                    lock = ""
+                for_update = self._prepare_read_for_update(conn)
                 rows = conn.execute(
-                    sa.text(f"SELECT account, access_token_ciphertext, refresh_token_ciphertext FROM {TABLE}{lock}")
+                    sa.text(f"SELECT account, access_token_ciphertext, refresh_token_ciphertext FROM {TABLE}{for_update}")
                 ).all()
                 for row in rows:
                     try:
@@ -430,17 +422,44 @@ class SqlTokenStore:
         parsed = datetime.fromisoformat(str(value))
         return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
+    def _prepare_read_for_update(self, conn: sa.Connection, account: str | None = None) -> str:
+        """Keep every other writer off the rows that ``conn``'s transaction reads next (``account``'s, or all)
+        until it ends, so that none slips in between reading and updating them. Returns the suffix the SELECT
+        needs.
+
+        PostgreSQL: ``FOR UPDATE`` locks the rows read, waiting at most the lock timeout. SQLite: a first
+        write takes the database's write lock at once; taken at the later UPDATE instead, it would fail on
+        a snapshot that another writer's commit had made stale.
+        """
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.lock_timeout_s * 1000)}")
+            return " FOR UPDATE"
+        if account is None:
+            conn.execute(sa.text(f"UPDATE {TABLE} SET account = account"))
+        else:
+            conn.execute(sa.text(f"UPDATE {TABLE} SET account = account WHERE account = :a"), {"a": account})
+        return ""
+
     def _lock_timeout(self, account: str) -> TokenLockTimeout:
         return TokenLockTimeout(
             f"another process has been refreshing the Spotify tokens of account {account!r} for more than "
             f"{self.lock_timeout_s:g} s; try again later"
         )
 
+    def _wait_for_lock(self, try_acquire: Callable[[], bool], account: str) -> None:
+        """Call ``try_acquire`` until it takes the lock; `TokenLockTimeout` after the lock timeout."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        while not try_acquire():
+            if time.monotonic() >= deadline:
+                raise self._lock_timeout(account)
+            time.sleep(_LOCK_POLL_S)
+
     @contextlib.contextmanager
-    def _process_lock(self, account: str) -> Iterator[None]:
-        """SQLite only: the lock other processes' refreshers wait on (PostgreSQL locks the row instead)."""
+    def _refresh_lock(self, account: str) -> Iterator[None]:
+        """The lock every refresher of ``account`` takes, in this process and the others."""
         if self.dialect == "postgresql":
-            yield
+            with self._advisory_lock(account):
+                yield
         elif self.redis_url is not None:
             with self._redis_lock(account):
                 yield
@@ -456,22 +475,48 @@ class SqlTokenStore:
                 self._thread_lock.release()
 
     @contextlib.contextmanager
+    def _advisory_lock(self, account: str) -> Iterator[None]:
+        """PostgreSQL: a session-level advisory lock on a connection of its own. That connection is in
+        autocommit mode, so while the lock is held (across the HTTP call) it sits idle, not idle in a
+        transaction: no snapshot, no row lock, nothing that holds back vacuum or a migration."""
+        key = {"namespace": _REFRESH_LOCK_NAMESPACE, "account": _account_lock_id(account)}
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+
+            # Polled with the try-lock rather than blocking in pg_advisory_lock(): a session blocked inside a
+            # statement holds a snapshot for as long as it waits (see the migrations' lock), and polling
+            # gives the same lock timeout as the other locks.
+            def try_lock() -> bool:
+                return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:namespace, :account)"), key).scalar())
+
+            self._wait_for_lock(try_lock, account)
+            try:
+                yield
+            finally:
+                try:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:namespace, :account)"), key)
+                except sa.exc.DBAPIError:
+                    # Never return a connection that may still hold the lock to the pool: closing the
+                    # session releases every lock it holds.
+                    conn.invalidate()
+
+    @contextlib.contextmanager
     def _file_lock(self, account: str) -> Iterator[None]:
         import fcntl  # POSIX; the local profile runs on Linux and macOS
 
         assert self.lock_path is not None
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+        def try_flock() -> bool:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
         try:
-            deadline = time.monotonic() + self.lock_timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise self._lock_timeout(account) from None
-                    time.sleep(_LOCK_POLL_S)
+            self._wait_for_lock(try_flock, account)
             try:
                 yield
             finally:
@@ -485,7 +530,7 @@ class SqlTokenStore:
 
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=5)
-        name = hashlib.sha256(account.encode()).hexdigest()[:24]
+        name = _account_digest(account).hex()[:24]
         lock = self._redis.lock(
             f"{self.redis_key_prefix}spotify:v1:lock:user-token:{name}",
             timeout=self.lock_timeout_s + 30,  # expires on its own if this process dies holding it
@@ -518,34 +563,83 @@ class SqlTokenStore:
             raise
 
 
-class _RefreshTransaction:
-    """The locked row of one refresh (see `SqlTokenStore.refreshing`)."""
+_RowSinceRead = Literal["unchanged", "logged out", "logged in again"]
 
-    def __init__(self, store: SqlTokenStore, conn: sa.Connection, account: str, current: StoredTokens | None) -> None:
+
+class _LockedRefresh:
+    """One refresh of an account, holding its refresh lock (see `SqlTokenStore.refreshing`).
+
+    ``save`` and ``mark_needs_reauth`` are compare-and-sets: each re-reads the row in its own transaction and
+    writes only when the row still holds the refresh token this refresh started from. When the account was
+    logged out meanwhile, ``save`` writes nothing and raises `TokenStoreError`; when it was logged in again
+    (another refresh token), the newer login is kept and this refresh's result dropped.
+    """
+
+    def __init__(self, store: SqlTokenStore, account: str, current: StoredTokens | None) -> None:
         self._store = store
-        self._conn = conn
         self.account = account
         self.current = current
+        # What the row must still hold for a write to go ahead: the refresh token read under the lock, then
+        # whatever this refresh saved itself.
+        self._expected_refresh_token = None if current is None else current.refresh_token
 
     def save(self, tokens: _TokensLike) -> None:
         if tokens.account != self.account:
-            raise ValueError(f"this transaction holds account {self.account!r}, not {tokens.account!r}")
+            raise ValueError(f"this refresh holds account {self.account!r}, not {tokens.account!r}")
         values = self._store._values(tokens, needs_reauth=False)
-        result = self._conn.execute(
-            sa.text(
-                f"UPDATE {TABLE} SET spotify_user_id = :spotify_user_id, scopes = :scopes, "
-                "access_token_ciphertext = :access, refresh_token_ciphertext = :refresh, "
-                "access_token_expires_at = :access_exp, consented_at = :consented, "
-                "refresh_token_expires_at = :refresh_exp, needs_reauth = :needs_reauth, updated_at = :updated_at "
-                "WHERE account = :account"
-            ),
-            values,
-        )
-        if result.rowcount != 1:
-            raise TokenStoreError(f"account {self.account!r} disappeared during the refresh")
+        with self._store._translate_errors(), self._store.engine.begin() as conn:
+            row = self._row_since_read(conn)
+            if row == "logged out":
+                raise TokenStoreError(
+                    f"account {self.account!r} was logged out while its tokens were being refreshed; the new "
+                    "tokens were not stored"
+                )
+            if row == "logged in again":
+                log.warning(
+                    "account %r was logged in again while its tokens were being refreshed; the new login "
+                    "is kept and the refreshed tokens dropped",
+                    self.account,
+                )
+                return
+            conn.execute(
+                sa.text(
+                    f"UPDATE {TABLE} SET spotify_user_id = :spotify_user_id, scopes = :scopes, "
+                    "access_token_ciphertext = :access, refresh_token_ciphertext = :refresh, "
+                    "access_token_expires_at = :access_exp, consented_at = :consented, "
+                    "refresh_token_expires_at = :refresh_exp, needs_reauth = :needs_reauth, "
+                    "updated_at = :updated_at WHERE account = :account"
+                ),
+                values,
+            )
+        self._expected_refresh_token = tokens.refresh_token
 
     def mark_needs_reauth(self) -> None:
-        _mark(self._conn, self.account)
+        with self._store._translate_errors(), self._store.engine.begin() as conn:
+            row = self._row_since_read(conn)
+            if row == "unchanged":
+                _mark(conn, self.account)
+            else:  # Spotify refused the old refresh token, not the login that replaced it
+                log.warning(
+                    "account %r was %s while its tokens were being refreshed; it is not marked as needing "
+                    "a new login",
+                    self.account,
+                    row,
+                )
+
+    def _row_since_read(self, conn: sa.Connection) -> _RowSinceRead:
+        """What became of the account's row since this refresh read it; the row stays locked against other
+        writers until ``conn``'s transaction ends."""
+        for_update = self._store._prepare_read_for_update(conn, self.account)
+        ciphertext = conn.execute(
+            sa.text(f"SELECT refresh_token_ciphertext FROM {TABLE} WHERE account = :a{for_update}"),
+            {"a": self.account},
+        ).scalar()
+        if ciphertext is None:
+            return "logged out"
+        # The plaintext, not the ciphertext: `auth rotate-key` re-encrypts the same token under another key.
+        if self._store._decrypt(ciphertext, self.account) != self._expected_refresh_token:
+            return "logged in again"
+        return "unchanged"
 
 
 def _mark(conn: sa.Connection, account: str) -> bool:
@@ -559,6 +653,15 @@ def _mark(conn: sa.Connection, account: str) -> bool:
 def _now_for(conn: sa.Connection) -> Any:
     now = datetime.now(UTC).replace(microsecond=0)
     return now if dialect_of(conn) == "postgresql" else now.replace(tzinfo=None).isoformat(sep=" ")
+
+
+def _account_digest(account: str) -> bytes:
+    return hashlib.sha256(account.encode()).digest()
+
+
+def _account_lock_id(account: str) -> int:
+    """The account's advisory lock key (int4). Two accounts sharing one would only queue behind each other."""
+    return int.from_bytes(_account_digest(account)[:4], "big", signed=True)
 
 
 def _scopes(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ Spotify's token endpoint (counted by the emulator) and both processes end up wit
 The token proxy holds every token request for 0.5 s, so the second process certainly arrives while the first
 is refreshing; without the lock both would refresh (and, with rotation, the second would spend a refresh
 token that is already dead). Runs on the three lock kinds: SQLite with a file lock, SQLite with a Redis
-lock, PostgreSQL with a row lock.
+lock, PostgreSQL with an advisory lock.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ def _refresh_in_a_process(spec: dict[str, Any], barrier: Any, results: Any) -> N
         results.put(("error", f"{type(exc).__name__}: {exc}", 0))
 
 
-@pytest.mark.parametrize("lock", ["sqlite-file", "sqlite-redis", "postgres-row"])
+@pytest.mark.parametrize("lock", ["sqlite-file", "sqlite-redis", "postgres-advisory"])
 def test_two_processes_refresh_once_and_share_the_new_token(
     lock, request, emulator, proxy, redis_url, redis_prefix  # noqa: F811
 ) -> None:
-    database_url = request.getfixturevalue("postgres_url" if lock == "postgres-row" else "sqlite_url")
+    database_url = request.getfixturevalue("postgres_url" if lock == "postgres-advisory" else "sqlite_url")
     use_redis = lock == "sqlite-redis"
     store = make_store(database_url, redis_url=redis_url if use_redis else None, redis_key_prefix=redis_prefix)
     emulator.configure(refresh_rotation="always")

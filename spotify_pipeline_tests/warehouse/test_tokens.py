@@ -8,9 +8,11 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -32,6 +34,8 @@ from spotify_pipeline.warehouse.tokens import (
     token_cipher,
 )
 from spotify_pipeline_tests.spotify.test_user_auth_support import app_for, expire_access_token, follow_browser
+
+T = TypeVar("T")
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 ACCESS = "BQ-access-token-for-the-store-test-0123456789"
@@ -210,10 +214,10 @@ def test_rotation_is_all_or_nothing(engine) -> None:
     assert raw_rows(engine) == before
 
 
-# -- refresh transactions and locks ------------------------------------------------------------------------
+# -- refreshes and their locks ------------------------------------------------------------------------------
 
 
-def test_refresh_transaction_commits_on_success_and_rolls_back_on_error(store) -> None:
+def test_a_refresh_commits_each_write_at_once_and_an_error_before_saving_writes_nothing(store) -> None:
     store.save(tokens())
     with store.refreshing("alice") as txn:
         assert txn.current.refresh_token == REFRESH + "alice"
@@ -222,12 +226,24 @@ def test_refresh_transaction_commits_on_success_and_rolls_back_on_error(store) -
 
     with pytest.raises(RuntimeError, match="spotify answered 503"):
         with store.refreshing("alice") as txn:
-            txn.save(tokens(access_token="BQ-never-saved", refresh_token="AQ-never-saved"))
-            txn.mark_needs_reauth()
             raise RuntimeError("spotify answered 503")
     kept = store.load("alice")
     assert (kept.access_token, kept.refresh_token, kept.needs_reauth) == ("BQ-refreshed-access", "AQ-rotated-refresh", False)
 
+    # Once Spotify has answered, the old refresh token is spent: an error later in the block must not bring
+    # it back. A refresh's own save is not taken for a new login by the write after it.
+    with pytest.raises(RuntimeError, match="after the save"):
+        with store.refreshing("alice") as txn:
+            txn.save(tokens(access_token="BQ-saved-before-the-error", refresh_token="AQ-saved-before-the-error"))
+            assert store.load("alice").refresh_token == "AQ-saved-before-the-error"  # committed, seen by all
+            txn.mark_needs_reauth()
+            raise RuntimeError("after the save")
+    kept = store.load("alice")
+    assert (kept.access_token, kept.refresh_token, kept.needs_reauth) == (
+        "BQ-saved-before-the-error", "AQ-saved-before-the-error", True,
+    )
+
+    store.save(tokens())  # a new login clears the flag
     with store.refreshing("alice") as txn:
         txn.mark_needs_reauth()
     assert store.load("alice").needs_reauth
@@ -266,6 +282,123 @@ def test_a_waiting_refresher_sees_what_the_holder_committed(store, engine, key) 
         txn.save(tokens(refresh_token="AQ-rotated-while-you-waited"))
     thread.join(10)
     assert seen == ["AQ-rotated-while-you-waited"]
+
+
+# While a refresher waits for Spotify (between reading `current` and saving), the rest of the pipeline writes
+# to the warehouse, and logins, logouts and key rotations go ahead instead of queueing behind the HTTP call.
+
+
+def finishes_promptly(action: Callable[[], T], *, within_s: float = 5.0) -> T:
+    """``action``'s result, run on another thread (so on another connection); fails the test when it is
+    still waiting after ``within_s``, e.g. for a refresher's transaction to end."""
+    results: list[T] = []
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            results.append(action())
+        except Exception as exc:  # re-raised on the test's thread
+            errors.append(exc)
+
+    # A daemon thread, not an executor: a test failing here must not then wait for the action forever.
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(within_s)
+    if thread.is_alive():
+        pytest.fail(f"still waiting after {within_s:g} s: blocked behind the refresher")
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def sessions_idle_in_transaction(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text(
+                    "SELECT coalesce(query, '') FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+                )
+            ).scalars()
+        )
+
+
+def advisory_locks_held(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
+            )
+        ).scalar_one()
+
+
+def test_the_warehouse_stays_writable_while_a_refresher_waits_for_spotify(store, engine) -> None:
+    store.save(tokens())
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE pipeline_writes (note TEXT NOT NULL)"))
+
+    def write_elsewhere() -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO pipeline_writes (note) VALUES ('written during the refresh')"))
+
+    with store.refreshing("alice") as txn:
+        assert txn.current is not None
+        finishes_promptly(write_elsewhere)  # SQLite: no write lock held by the refresher
+        finishes_promptly(lambda: store.save(tokens("bob")))
+        if engine.dialect.name == "postgresql":
+            assert sessions_idle_in_transaction(engine) == []  # no transaction, no row lock across the call
+            assert advisory_locks_held(engine) == 1  # a lock all the same
+        txn.save(tokens(access_token="BQ-refreshed-access", refresh_token="AQ-rotated-refresh"))
+
+    assert store.load("alice").refresh_token == "AQ-rotated-refresh"
+    assert store.load("bob").refresh_token == REFRESH + "bob"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pipeline_writes")).scalar_one() == 1
+    if engine.dialect.name == "postgresql":
+        assert advisory_locks_held(engine) == 0
+
+
+def test_a_logout_during_the_refresh_stays_a_logout(store, engine, key) -> None:
+    store.save(tokens())
+    with pytest.raises(TokenStoreError, match="'alice' was logged out while its tokens were being refreshed"):
+        with store.refreshing("alice") as txn:
+            assert finishes_promptly(lambda: store.delete("alice"))
+            txn.save(tokens(access_token="BQ-refreshed-access", refresh_token="AQ-rotated-refresh"))
+    assert store.load("alice") is None and store.accounts() == []
+    with SqlTokenStore(engine, key, lock_timeout_s=0.3).refreshing("alice") as again:  # the lock was released
+        assert again.current is None
+
+
+def test_a_login_during_the_refresh_is_kept_and_the_refresh_dropped(store, caplog) -> None:
+    store.save(tokens())
+    newer_login = tokens(access_token="BQ-newer-login-access", refresh_token="AQ-newer-login-refresh")
+    with store.refreshing("alice") as txn:
+        finishes_promptly(lambda: store.save(newer_login))
+        txn.save(tokens(access_token="BQ-refreshed-access", refresh_token="AQ-rotated-refresh"))
+    kept = store.load("alice")
+    assert (kept.access_token, kept.refresh_token) == ("BQ-newer-login-access", "AQ-newer-login-refresh")
+    assert "'alice' was logged in again while its tokens were being refreshed" in caplog.text
+
+
+def test_a_refused_refresh_does_not_flag_a_login_made_meanwhile(store) -> None:
+    store.save(tokens())
+    with store.refreshing("alice") as txn:
+        finishes_promptly(lambda: store.save(tokens(refresh_token="AQ-newer-login-refresh")))
+        txn.mark_needs_reauth()  # Spotify refused the old refresh token, not the new one
+    kept = store.load("alice")
+    assert (kept.refresh_token, kept.needs_reauth) == ("AQ-newer-login-refresh", False)
+
+
+def test_a_key_rotation_during_the_refresh_keeps_the_refreshed_tokens(engine) -> None:
+    old, new = generate_token_key(), generate_token_key()
+    SqlTokenStore(engine, old).save(tokens())
+    both = SqlTokenStore(engine, [new, old])  # a rotation lists the new key first, the old one after it
+    with both.refreshing("alice") as txn:
+        assert finishes_promptly(both.rotate_keys) == 1  # new ciphertext, same refresh token
+        txn.save(tokens(access_token="BQ-refreshed-access", refresh_token="AQ-rotated-refresh"))
+    refreshed = SqlTokenStore(engine, new).load("alice")
+    assert (refreshed.access_token, refreshed.refresh_token) == ("BQ-refreshed-access", "AQ-rotated-refresh")
 
 
 def test_unmigrated_warehouse_says_to_migrate(database_url, key) -> None:

@@ -1,10 +1,10 @@
 """Search at catalogue scale: `search()` beside an ILIKE sequential scan of the same PostgreSQL table.
 
-Loads N synthetic songs (default 1,000,000) through the project's own load path into a fresh PostgreSQL
-database, then times `spotify_pipeline.warehouse.search.search()` over a query mix drawn from the loaded
-rows (see QUERY_MIX), and the same predicates as an
-ILIKE sequential scan with index scans disabled. Then the same queries again with Redis down (see
-`time_search_redis_down`). Run: `python -m bench.search [--songs N] [--quick]`.
+Loads N synthetic songs (default 1,000,000) through the project's own load path (`upsert_songs`, which adds
+the folded search keys) into a fresh PostgreSQL database, then times
+`spotify_pipeline.warehouse.search.search()` over a query mix drawn from the loaded rows (see QUERY_MIX),
+and the same predicates as an ILIKE sequential scan with index scans disabled. Then the same queries again
+with Redis down (see `time_search_redis_down`). Run: `python -m bench.search [--songs N] [--quick]`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bench.harness import percentile, scratch_database
 from spotify_pipeline.warehouse import create_engine
-from spotify_pipeline.warehouse.bulk import bulk_upsert
+from spotify_pipeline.warehouse.catalog import upsert_songs
 from spotify_pipeline.warehouse.migrations import migrate
 from spotify_pipeline.warehouse.search import search
 
@@ -202,7 +202,7 @@ def run(quick: bool = False, songs: int | None = None, server_url: str | None = 
         try:
             migrate(engine)
             started = time.perf_counter()
-            bulk_upsert(engine, "songs", synthetic_songs(songs), key=["catalog_key"])
+            upsert_songs(engine, synthetic_songs(songs))
             load_s = time.perf_counter() - started
             # A live table is vacuumed and analyzed by autovacuum; do it now rather than wait for it.
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -8,7 +8,6 @@ installed wheel has no pyproject.toml, so there the same tree is loaded from the
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import tomllib
 from pathlib import Path
@@ -47,11 +46,20 @@ def build_definitions(
     """The code location's definitions; `resources` replace the environment-configured ones by key (tests,
     benchmarks), `loggers` are added."""
     defs = load_defs_folder()
-    if resources:
-        defs = dataclasses.replace(defs, resources={**(defs.resources or {}), **resources})
-    if loggers:
-        defs = dataclasses.replace(defs, loggers={**(defs.loggers or {}), **loggers})
-    return defs
+    if not resources and not loggers:
+        return defs
+    return dg.Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        schedules=defs.schedules,
+        sensors=defs.sensors,
+        resources={**(defs.resources or {}), **(resources or {})},
+        loggers={**(defs.loggers or {}), **(loggers or {})},
+        executor=defs.executor,
+        metadata=defs.metadata,
+        component_tree=defs.component_tree,
+    )
 
 
 @dg.definitions

@@ -19,7 +19,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import click
 import dagster as dg
 import requests
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ from spotify_pipeline.emulator.config import TEST_CLIENT_ID, TEST_CLIENT_SECRET
 from spotify_pipeline.emulator.local import emulator_address, ensure_emulator
 from spotify_pipeline.emulator.server import free_port
 from spotify_pipeline.local_env import ENV_FILE_NAME, read_env_file, write_env_file
-from spotify_pipeline.settings import Settings, get_settings
+from spotify_pipeline.settings import Settings
 from spotify_pipeline.warehouse import create_engine
 from spotify_pipeline.warehouse.catalog import load_catalog, sample_catalog_path
 from spotify_pipeline.warehouse.migrations import migrate
@@ -297,9 +296,3 @@ def _print_summary(instance: dg.DagsterInstance, run_id: str, echo: Callable[[st
             f"{durations.get(event.step_key, 0.0):>8.2f}"
         )
 
-
-@click.command("local-setup")
-def local_setup_command() -> None:
-    """Prepare the local profile for the Dagster UI (what `make dev` runs first): migrate the warehouse, write
-    .env (instance, emulator URL and test credentials) and start the bundled emulator if it is not running."""
-    prepare_local_profile(get_settings(), Path.cwd().resolve(), echo=click.echo)

@@ -1,8 +1,9 @@
 """The `RequestQueue`: songs someone asked to have enriched soon (on-demand enrichment).
 
 `spotify-pipeline search --enrich` enqueues the results that are unmatched or stale; the Dagster sensor
-`spotify_enrichment_requests` claims them, requests one scoped enrichment run for the batch, then
-acknowledges them. Two implementations sit behind the interface:
+`spotify_enrichment_requests` claims them and requests one on-demand enrichment run for the batch, and
+acknowledges them once Dagster has recorded that run (a tick that fails gives its claim back at once).
+Two implementations sit behind the interface:
 
 - `RedisRequestQueue` (production, ``REDIS_URL`` set): a Redis stream read through a consumer group
   (XADD / XREADGROUP / XACK). Entries a consumer claimed but never acknowledged (it crashed) are taken
@@ -46,7 +47,8 @@ from spotify_pipeline.warehouse.engine import create_engine
 log = logging.getLogger(__name__)
 
 #: How long a claim may stay unacknowledged before its entries are delivered to another consumer (s).
-#: The sensor claims and acknowledges within one tick (seconds), so this only matters after a crash.
+#: The sensor acknowledges a claim on its next tick (about 30 s), once the run it requested exists; this only
+#: matters after a crash or a daemon that stopped ticking.
 DEFAULT_VISIBILITY_TIMEOUT_S = 300.0
 #: Longest `reason` stored with a request (longer ones are cut).
 MAX_REASON_CHARS = 200
@@ -110,6 +112,16 @@ class RequestQueue(Protocol):
 
     def ack(self, claim: Claim) -> int:
         """Remove the claimed entries from the queue (a run was requested for them); returns how many."""
+        ...
+
+    def ack_entries(self, entry_ids: Sequence[str]) -> int:
+        """Remove entries by their `Claim.entry_ids` (a claim acknowledged later, e.g. by the next sensor tick,
+        once Dagster has recorded the run requested for it); unknown ids are ignored."""
+        ...
+
+    def release(self, claim: Claim) -> None:
+        """Give claimed entries back at once (their consumer failed before requesting a run), instead of
+        after the visibility timeout."""
         ...
 
     def pending_count(self) -> int:
@@ -312,7 +324,11 @@ class RedisRequestQueue:
             return 0
         if not (isinstance(claim.handle, tuple) and len(claim.handle) == 2 and claim.handle[0] == self._key):
             raise ValueError("this claim was made on another queue")
-        entry_ids = claim.handle[1]
+        return self.ack_entries(claim.handle[1])
+
+    def ack_entries(self, entry_ids: Sequence[str]) -> int:
+        if not entry_ids:
+            return 0
         try:
             with self._r.pipeline(transaction=True) as pipe:
                 pipe.xack(self._key, GROUP, *entry_ids)
@@ -321,6 +337,24 @@ class RedisRequestQueue:
         except (redis.RedisError, OSError) as exc:
             raise RequestQueueUnavailable(f"Redis request queue unavailable: {type(exc).__name__}: {exc}") from exc
         return int(acked)
+
+    def release(self, claim: Claim) -> None:
+        if not claim:
+            return
+        # A stream entry cannot be un-claimed: it is re-added (a new entry, so a new batch) and the old one
+        # acknowledged, atomically.
+        try:
+            entries = self._r.xrange(self._key, min=claim.entry_ids[0], max=claim.entry_ids[-1])
+            wanted = set(claim.entry_ids)
+            with self._r.pipeline(transaction=True) as pipe:
+                for raw_id, fields in entries:
+                    if _text(raw_id) in wanted:
+                        pipe.xadd(self._key, fields, maxlen=self._max_entries)
+                pipe.xack(self._key, GROUP, *claim.entry_ids)
+                pipe.xdel(self._key, *claim.entry_ids)
+                pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            raise RequestQueueUnavailable(f"Redis request queue unavailable: {type(exc).__name__}: {exc}") from exc
 
     def pending_count(self) -> int:
         try:
@@ -358,6 +392,9 @@ def _stream_id_order(entry_id: str) -> tuple[int, int]:
 _INSERT = sa.text(f"INSERT INTO {TABLE} (song_id, reason) VALUES (:song_id, :reason)")
 _COUNT = sa.text(f"SELECT count(*) FROM {TABLE}")
 _DELETE = sa.text(f"DELETE FROM {TABLE} WHERE id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+_RELEASE = sa.text(f"UPDATE {TABLE} SET claimed_at = NULL, claim_token = NULL WHERE id IN :ids").bindparams(
+    sa.bindparam("ids", expanding=True)
+)
 
 # Redeliveries (rows whose claim expired) are claimed apart from new rows, so a crashed batch comes back as
 # the same batch. Each claim is one UPDATE whose row selection and update are atomic.
@@ -460,10 +497,26 @@ class WarehouseRequestQueue:
             return 0
         if not (isinstance(claim.handle, tuple) and len(claim.handle) == 2 and claim.handle[0] == TABLE):
             raise ValueError("this claim was made on another queue")
-        row_ids = claim.handle[1]
+        return self._delete(list(claim.handle[1]))
+
+    def ack_entries(self, entry_ids: Sequence[str]) -> int:
+        return self._delete([int(entry_id.split(":", 1)[0]) for entry_id in entry_ids])
+
+    def _delete(self, row_ids: list[int]) -> int:
+        if not row_ids:
+            return 0
         try:
             with self._engine.begin() as conn:
-                return conn.execute(_DELETE, {"ids": list(row_ids)}).rowcount
+                return conn.execute(_DELETE, {"ids": row_ids}).rowcount
+        except sa.exc.DBAPIError as exc:
+            raise RequestQueueUnavailable(f"warehouse request queue unavailable: {exc.orig or exc}") from exc
+
+    def release(self, claim: Claim) -> None:
+        if not claim:
+            return
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_RELEASE, {"ids": list(claim.handle[1])})
         except sa.exc.DBAPIError as exc:
             raise RequestQueueUnavailable(f"warehouse request queue unavailable: {exc.orig or exc}") from exc
 

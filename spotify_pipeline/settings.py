@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,12 @@ class Settings:
         None,
         "'extended' or 'development': SPOTIFY_API_BASE_URL is the bundled emulator (loopback), started in that "
         "mode when nothing answers there (`make demo` sets it in .env); unset = never start an emulator.",
+    )
+    spotify_first_capture_date: str | None = _setting(
+        "SPOTIFY_FIRST_CAPTURE_DATE",
+        None,
+        "First UTC day (YYYY-MM-DD) the daily partitions start at: the deployment's first capture. Unset = the "
+        "day the definitions load (`make demo` records it in .env).",
     )
     spotify_market: str | None = _setting(
         "SPOTIFY_MARKET", None, "ISO 3166-1 market for track relinking; unset = no market parameter."
@@ -130,6 +137,13 @@ class Settings:
                 f"SPOTIFY_EMULATOR is set but SPOTIFY_API_BASE_URL is {self.spotify_api_base_url}: the bundled "
                 "emulator serves http://127.0.0.1:PORT/v1 only (unset SPOTIFY_EMULATOR to use Spotify)"
             )
+        if self.spotify_first_capture_date is not None:
+            try:
+                date.fromisoformat(self.spotify_first_capture_date)
+            except ValueError:
+                raise SettingsError(
+                    f"SPOTIFY_FIRST_CAPTURE_DATE must be a date (YYYY-MM-DD), got {self.spotify_first_capture_date!r}"
+                ) from None
         if self.spotify_rate_limit_per_minute <= 0:
             raise SettingsError("SPOTIFY_RATE_LIMIT_PER_MINUTE must be a positive integer")
 

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
+
+# The daily partitions start at the deployment's first capture day, read when the definitions are imported;
+# the suite runs as a deployment that has been capturing for a month (tests that need "yesterday" find it).
+os.environ.setdefault(
+    "SPOTIFY_FIRST_CAPTURE_DATE", (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=30)).isoformat()
+)
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path

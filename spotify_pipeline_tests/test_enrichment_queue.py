@@ -28,8 +28,7 @@ from spotify_pipeline.enrichment_queue import (
 )
 from spotify_pipeline.settings import Settings
 from spotify_pipeline.warehouse import create_engine
-from spotify_pipeline.warehouse.bulk import bulk_upsert
-from spotify_pipeline.warehouse.catalog import catalog_key
+from spotify_pipeline.warehouse.catalog import catalog_key, upsert_songs
 from spotify_pipeline.warehouse.migrations import migrate
 from spotify_pipeline_tests import servers
 
@@ -225,6 +224,30 @@ def test_redelivered_entries_come_back_as_their_own_batch(make_queue: MakeQueue)
     assert queue.pending_count() == 0
 
 
+def test_entries_can_be_acknowledged_by_id_from_another_consumer(make_queue: MakeQueue):
+    """The sensor acknowledges a claim on a later tick, by the entry ids it remembered, maybe in another
+    process."""
+    claimer, acknowledger = make_queue(), make_queue()
+    claimer.enqueue([1, 2, 3], reason="search")
+    claim = claimer.claim(2)
+    assert acknowledger.ack_entries(list(claim.entry_ids)) == 2
+    assert acknowledger.ack_entries(list(claim.entry_ids)) == 0  # already gone: nothing happens
+    assert claimer.pending_count() == 1
+    assert claimer.claim(10).song_ids == (3,)
+
+
+def test_a_released_claim_is_claimable_again_at_once(make_queue: MakeQueue):
+    queue, other = make_queue(), make_queue()
+    queue.enqueue([1, 2], reason="search")
+    claim = queue.claim(10)
+    queue.release(claim)
+    again = other.claim(10)  # no waiting for the visibility timeout
+    assert again.song_ids == (1, 2)
+    assert other.ack(again) == 2
+    assert queue.pending_count() == 0
+    queue.release(queue.claim(10))  # releasing an empty claim does nothing
+
+
 def test_ack_of_an_empty_or_foreign_claim(make_queue: MakeQueue):
     queue = make_queue()
     assert queue.ack(queue.claim(10)) == 0
@@ -387,7 +410,7 @@ SONGS = [
 
 def _seed(engine: sa.Engine) -> dict[str, int]:
     rows = [{"title": t, "artist": a, "album": al, "catalog_key": catalog_key(t, a, al, None)} for t, a, al in SONGS]
-    bulk_upsert(engine, "songs", rows, key=["catalog_key"])
+    upsert_songs(engine, rows)
     with engine.begin() as conn:
         conn.execute(
             sa.text(

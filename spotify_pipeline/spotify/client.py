@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,7 @@ class SpotifyClient:
             return track
         self.metrics.record_cache(EP_TRACK, misses=1)
         body = self._get(f"tracks/{track_id}", endpoint=EP_TRACK)
-        track = Track.from_json(body, endpoint=EP_TRACK, requested_id=track_id)
+        track = replace(Track.from_json(body, endpoint=EP_TRACK, requested_id=track_id), fetched_at=self.clock.time())
         self._store({track_id: track})
         return track
 
@@ -209,7 +210,7 @@ class SpotifyClient:
                 result[track_id] = track
         self.metrics.record_cache(EP_TRACKS, hits=len(result), misses=len(missing))
         if missing:
-            fetched = self._fetch_tracks(missing)
+            fetched = self._stamped(self._fetch_tracks(missing))
             self._store({k: v for k, v in fetched.items() if v is not None})
             result.update(fetched)
         return {i: result.get(i) for i in wanted}
@@ -286,9 +287,16 @@ class SpotifyClient:
         if not isinstance(entry, dict) or "track" not in entry:
             return None
         try:
-            return Track.from_json(entry["track"], endpoint="cache", requested_id=track_id)
+            track = Track.from_json(entry["track"], endpoint="cache", requested_id=track_id)
         except SpotifyResponseError:  # an entry written by an older, incompatible version: refetch
             return None
+        fetched_at = entry.get("fetched_at")
+        return replace(track, fetched_at=float(fetched_at) if isinstance(fetched_at, int | float) else None)
+
+    def _stamped(self, tracks: dict[str, Track | None]) -> dict[str, Track | None]:
+        """Tracks just received from Spotify, stamped with the time they arrived."""
+        now = self.clock.time()
+        return {k: None if t is None else replace(t, fetched_at=now) for k, t in tracks.items()}
 
     def _store(self, tracks: dict[str, Track]) -> None:
         if not tracks:
@@ -300,8 +308,8 @@ class SpotifyClient:
                     "track": t.raw,
                     "requested_id": track_id,
                     "served_id": t.id,
-                    "fetched_at": now,
-                    "popularity_at": now if t.popularity is not None else None,
+                    "fetched_at": t.fetched_at if t.fetched_at is not None else now,
+                    "popularity_at": (t.fetched_at or now) if t.popularity is not None else None,
                 }
                 for track_id, t in tracks.items()
             },

@@ -7,7 +7,9 @@ our clock and Spotify's window.
 
 A penalty box sits in front of the budget: a 429 from Spotify stores "blocked until" in the same backend
 (`penalize`), and every `acquire` in every process waits it out. If the wait is longer than the caller
-accepts, `acquire` raises `SpotifyRateLimited` instead of sleeping.
+accepts, `acquire` raises `SpotifyRateLimited` instead of sleeping. A slot is reserved ahead of time (a
+caller may sleep several intervals for it), so the box is checked again when the slot comes due: a 429
+that closed it meanwhile voids the slot, and the caller queues again behind the penalty.
 
 `RedisRateLimiter` runs both as Lua scripts (atomic, one round trip). When Redis is unreachable it raises
 `RateLimiterUnavailable` - it never silently turns into a per-process limit - unless it was built with
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import redis
@@ -58,6 +61,35 @@ def _interval_s(rate_per_minute: float, headroom: float) -> float:
     return 60.0 / (rate_per_minute * (1.0 - headroom))
 
 
+def _acquire(
+    reserve: Callable[[], tuple[float, bool]],
+    blocked_for: Callable[[], float],
+    sleep: Callable[[float], None],
+    max_block_s: float | None,
+) -> float:
+    """The `acquire` of both implementations, over their atomic ``reserve() -> (wait, blocked)``.
+
+    ``reserve`` either reports the penalty box closed (wait = its remaining seconds) or books the next slot
+    (wait = seconds until it comes due). Returns the seconds waited in all.
+    """
+    waited = 0.0
+    while True:
+        wait, blocked = reserve()
+        if blocked and max_block_s is not None and wait > max_block_s:
+            raise SpotifyRateLimited(retry_after=wait)
+        if wait > 0:
+            sleep(wait)
+            waited += wait
+        if blocked:
+            continue
+        # A slot booked ahead was booked before any 429 that came while sleeping for it. If one closed the
+        # box meanwhile, a request sent now goes out during the penalty (Spotify counts it against the
+        # app): the slot is void, and going round again waits out the penalty and books a new one. A slot
+        # due at once needs no check: the atomic step that booked it found the box open.
+        if wait <= 0 or blocked_for() <= 0:
+            return waited
+
+
 class InProcessRateLimiter:
     """GCRA limiter for the threads of one process."""
 
@@ -79,16 +111,7 @@ class InProcessRateLimiter:
             return tat - now, False
 
     def acquire(self, max_block_s: float | None = None) -> float:
-        waited = 0.0
-        while True:
-            wait, blocked = self._reserve()
-            if blocked and max_block_s is not None and wait > max_block_s:
-                raise SpotifyRateLimited(retry_after=wait)
-            if wait > 0:
-                self._clock.sleep(wait)
-                waited += wait
-            if not blocked:
-                return waited
+        return _acquire(self._reserve, self.blocked_for, self._clock.sleep, max_block_s)
 
     def penalize(self, retry_after_s: float) -> None:
         with self._lock:
@@ -175,9 +198,9 @@ class RedisRateLimiter:
         base = f"{prefix}spotify:v1:limiter:{name}"
         self._tat_key = f"{base}:tat"
         self._blocked_key = f"{base}:blocked_until"
-        self._acquire = client.register_script(_ACQUIRE_LUA)
-        self._penalize = client.register_script(_PENALIZE_LUA)
-        self._blocked = client.register_script(_BLOCKED_LUA)
+        self._acquire_script = client.register_script(_ACQUIRE_LUA)
+        self._penalize_script = client.register_script(_PENALIZE_LUA)
+        self._blocked_script = client.register_script(_BLOCKED_LUA)
         self.fallback = fallback
         self._local = InProcessRateLimiter(rate_per_minute, clock=clock, headroom=headroom)
         self._local_until = 0.0
@@ -204,31 +227,26 @@ class RedisRateLimiter:
         self._local_until = time.monotonic() + self.RECHECK_S
 
     def acquire(self, max_block_s: float | None = None) -> float:
-        waited = 0.0
-        while True:
-            if self._use_local():
-                return waited + self._local.acquire(max_block_s)
+        return _acquire(self._reserve, self.blocked_for, self._sleeper.sleep, max_block_s)
+
+    def _reserve(self) -> tuple[float, bool]:
+        if not self._use_local():
             try:
-                wait_us, blocked = self._acquire(
+                wait_us, blocked = self._acquire_script(
                     keys=[self._tat_key, self._blocked_key], args=[self._interval_us, self._now_arg()]
                 )
             except (redis.RedisError, OSError) as exc:
-                self._redis_failed(exc)
-                continue
-            wait = int(wait_us) / 1_000_000
-            is_blocked = int(blocked) == 1
-            if is_blocked and max_block_s is not None and wait > max_block_s:
-                raise SpotifyRateLimited(retry_after=wait)
-            if wait > 0:
-                self._sleeper.sleep(wait)
-                waited += wait
-            if not is_blocked:
-                return waited
+                self._redis_failed(exc)  # raises unless falling back to the local limiter
+            else:
+                return int(wait_us) / 1_000_000, int(blocked) == 1
+        return self._local._reserve()
 
     def penalize(self, retry_after_s: float) -> None:
         self._local.penalize(retry_after_s)
         try:
-            self._penalize(keys=[self._blocked_key], args=[math.ceil(retry_after_s * 1_000_000), self._now_arg()])
+            self._penalize_script(
+                keys=[self._blocked_key], args=[math.ceil(retry_after_s * 1_000_000), self._now_arg()]
+            )
         except (redis.RedisError, OSError) as exc:
             self._redis_failed(exc)
 
@@ -236,7 +254,7 @@ class RedisRateLimiter:
         if self._use_local():
             return self._local.blocked_for()
         try:
-            remaining = self._blocked(keys=[self._blocked_key], args=[self._now_arg()])
+            remaining = self._blocked_script(keys=[self._blocked_key], args=[self._now_arg()])
         except (redis.RedisError, OSError) as exc:
             self._redis_failed(exc)
             return self._local.blocked_for()

@@ -1,7 +1,10 @@
 """Logging for the client: the standard `logging` tree plus a filter that keeps secrets out of every line.
 
 `RedactionFilter` scrubs, from the message, its arguments and any formatted traceback:
-- every secret registered with it (the client secret, each access token as it is fetched),
+- every secret registered with it (the client secret, each access token as it is fetched) that is still
+  held: a long-lived process (a daemon, a code server building a client per run) registers tokens for
+  ever, so the filter keeps the most recently registered ones (`MAX_RECENT_SECRETS`) plus every secret
+  whose registered owner is still alive,
 - ``Authorization: Bearer/Basic ...`` headers (in header dumps, dict reprs and plain text),
 - ``access_token`` / ``refresh_token`` / ``client_secret`` values in JSON, dict reprs or form bodies.
 
@@ -14,9 +17,16 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import weakref
+from collections import OrderedDict
 
 REDACTED = "[REDACTED]"
 LOGGER_NAME = "spotify_pipeline.spotify"
+#: How many of the most recently registered secrets a filter keeps (those with a live owner are kept beyond
+#: it): far more than a process uses at once (an app's secret and token, two tokens per user account of a
+#: run), few enough that scrubbing a line stays cheap.
+MAX_RECENT_SECRETS = 1024
+MIN_SECRET_LENGTH = 6
 
 _PATTERNS = [
     # Authorization: Bearer xxx / 'Authorization': 'Basic xxx' / authorization=Bearer xxx
@@ -32,23 +42,70 @@ _PATTERNS = [
 class RedactionFilter(logging.Filter):
     """Rewrites each record so secrets never reach a handler. Always returns True (never drops a record)."""
 
-    def __init__(self, secrets: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(self, secrets: tuple[str, ...] | list[str] = (), *, max_recent: int = MAX_RECENT_SECRETS) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
+        self._max_recent = max_recent
+        self._recent: OrderedDict[str, None] = OrderedDict()  # least recently registered first
+        # Secrets kept while an owner lives, by id(owner): (weak reference to the owner, its secrets).
+        self._owned: dict[int, tuple[weakref.ref[object], set[str]]] = {}
+        # Owners that died. Filled by weakref callbacks, which may run inside any allocation (even while
+        # this thread holds the lock), so they only append here; the lock holder tidies up.
+        self._dead_owners: list[int] = []
         self._lock = threading.Lock()
+        self._longest_first: tuple[str, ...] | None = ()  # what `redact` scrubs; None: out of date
         for s in secrets:
             self.add_secret(s)
 
-    def add_secret(self, secret: str | None) -> None:
-        """Scrub this exact value from now on (ignored if too short to be a secret)."""
-        if secret and len(secret) >= 6:
-            with self._lock:
-                self._secrets.add(secret)
+    def add_secret(self, secret: str | None, *, owner: object | None = None) -> None:
+        """Scrub this exact value from now on (ignored if too short to be a secret).
+
+        It is kept among the `max_recent` most recently registered secrets (registering it again makes it
+        recent again). With an ``owner`` (the object that holds the secret and is dropped with it, e.g. a
+        token record; weakly referenced) it is also kept for as long as the owner lives, however many
+        secrets are registered after it.
+        """
+        if not secret or len(secret) < MIN_SECRET_LENGTH:
+            return
+        with self._lock:
+            self._forget_dead_owners()
+            self._recent[secret] = None
+            self._recent.move_to_end(secret)
+            while len(self._recent) > self._max_recent:
+                self._recent.popitem(last=False)
+            self._longest_first = None
+            if owner is not None:
+                self._owned_by(owner).add(secret)
+
+    def _owned_by(self, owner: object) -> set[str]:
+        key = id(owner)
+        held = self._owned.get(key)
+        if held is None or held[0]() is not owner:  # new, or a dead owner's id reused
+            held = (weakref.ref(owner, lambda _ref: self._dead_owners.append(key)), set())
+            self._owned[key] = held
+        return held[1]
+
+    def _forget_dead_owners(self) -> None:
+        while self._dead_owners:
+            key = self._dead_owners.pop()
+            held = self._owned.get(key)
+            if held is not None and held[0]() is None:
+                del self._owned[key]
+                self._longest_first = None
+
+    def secret_count(self) -> int:
+        """How many secrets the filter holds (and scrubs) now."""
+        return len(self._secrets())
+
+    def _secrets(self) -> tuple[str, ...]:
+        with self._lock:
+            self._forget_dead_owners()
+            if self._longest_first is None:
+                kept = set(self._recent).union(*(secrets for _, secrets in self._owned.values()))
+                self._longest_first = tuple(sorted(kept, key=len, reverse=True))
+            return self._longest_first
 
     def redact(self, text: str) -> str:
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for s in secrets:
+        for s in self._secrets():
             if s in text:
                 text = text.replace(s, REDACTED)
         text = _PATTERNS[0].sub(lambda m: m.group(1) + REDACTED, text)

@@ -10,6 +10,7 @@ never a KeyError. Unknown fields are ignored; the raw object is kept in ``raw``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from spotify_pipeline.spotify.errors import SpotifyResponseError
@@ -246,6 +247,14 @@ class Track:
     available_markets: list[str] | None = None  # removed for Development Mode apps
     linked_from_id: str | None = None  # removed for Development Mode apps
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: When Spotify sent this object (epoch seconds), kept through the cache; None when not known.
+    fetched_at: float | None = field(default=None, compare=False)
+
+    def fetched_at_utc(self, default: datetime) -> datetime:
+        """When Spotify sent this object, to the second, as an aware UTC datetime; `default` when not known."""
+        if self.fetched_at is None:
+            return default
+        return datetime.fromtimestamp(self.fetched_at, timezone.utc).replace(microsecond=0)
 
     @property
     def relinked(self) -> bool:

@@ -13,6 +13,9 @@ token of the first) and be shared by the processes of a multiprocess Dagster run
   cannot block the others for longer). Threads of one process first queue on an in-process lock.
 * WAL journal (readers never block the writer) and a busy timeout; one connection per thread (and per
   process: a forked child opens its own).
+* The file holds the app's access token, so only its owner may read it: it is created with mode 0600
+  (SQLite gives its -wal, -shm and -journal files the mode of the database file), and an existing file or
+  companion readable by others is tightened to 0600 when opened.
 
 Like `RedisCache`, it never fails a run because of the cache: once open, an SQLite error degrades reads to
 misses, writes to no-ops and `lock()` to an in-process lock, with a warning. Opening the file (a bad
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -38,6 +42,9 @@ from spotify_pipeline.spotify.logs import get_logger
 log = get_logger(__name__)
 
 SCHEMA_VERSION = 1
+PRIVATE_FILE_MODE = 0o600
+#: Files SQLite keeps beside the database, created with the database file's mode.
+_COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
 #: Keys per ``SELECT ... IN (...)``: well under SQLite's bound-parameter limit on every build.
 _CHUNK = 500
 _SQLITE_BUSY = 5
@@ -49,6 +56,28 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cache_locks ("
     " name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
 )
+
+
+def _make_private(path: Path) -> None:
+    """Create the cache file readable by its owner only, or narrow an existing one (and its companions)
+    that others can read or write."""
+    try:
+        # Created here, with the private mode, rather than by SQLite with the default one (0644 under the
+        # usual umask); O_EXCL leaves an existing file to the check below.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # sqlite3.connect reports why the path cannot be opened, as for any other bad path
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANION_SUFFIXES)):
+        try:
+            mode = file.stat().st_mode
+            if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
+                file.chmod(PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # owned by someone else: say so rather than leave a readable token unnoticed
+            log.warning("cannot make the SQLite cache file %s private (%s: %s)", file, type(exc).__name__, exc)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -94,6 +123,7 @@ class SQLiteCache:
         held = getattr(self._tls, "conn", None)
         if held is not None and held[0] == pid:
             return held[1]
+        _make_private(self.path)
         conn = sqlite3.connect(
             str(self.path),
             timeout=self._busy_timeout_s,

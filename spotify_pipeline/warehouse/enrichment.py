@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from spotify_pipeline.warehouse.bulk import bulk_upsert
+from spotify_pipeline.warehouse.bulk import bulk_replace, bulk_upsert
 
 
 @dataclass(frozen=True)
@@ -227,35 +227,26 @@ def upsert_catalog(
     tracks: Sequence[Mapping[str, Any]],
     track_artists: Sequence[Mapping[str, Any]],
 ) -> dict[str, int]:
-    """Upsert the normalized catalogue (albums and artists first, for the foreign keys)."""
-    counts = {
+    """Upsert the normalized catalogue (albums and artists first, for the foreign keys) in the caller's
+    transaction; returns the rows read per table.
+
+    `updated_at` moves only when a row's content changes, but a track's `fetched_at` moves on every read.
+    A track's artist list is replaced whole, since positions can change between reads: links of the given
+    tracks that are not in `track_artists` any more are deleted. Every table is written set-wise (a few
+    statements per table, whatever the number of rows).
+    """
+    read_time = ["fetched_at"] if tracks and "fetched_at" in tracks[0] else []
+    return {
         "albums": bulk_upsert(conn, "spotify_albums", albums, key=["album_id"], touch=["updated_at"]),
         "artists": bulk_upsert(conn, "spotify_artists", artists, key=["artist_id"], touch=["updated_at"]),
         "tracks": bulk_upsert(
-            conn, "spotify_tracks", tracks, key=["track_id"],
-            update=[c for c in (tracks[0] if tracks else {}) if c not in ("track_id", "fetched_at")],
-            touch=["updated_at"],
+            conn, "spotify_tracks", tracks, key=["track_id"], refresh=read_time, touch=["updated_at"]
+        ),
+        "track_artists": bulk_replace(
+            conn, "spotify_track_artists", track_artists, key=["track_id", "position"],
+            parent="track_id", parents=(t["track_id"] for t in tracks),
         ),
     }
-    if tracks:
-        # fetched_at moves on every read, not only on a change of content; a pull shares one read time,
-        # so this is one statement per distinct time rather than one per track.
-        by_time: dict[Any, list[str]] = {}
-        for t in tracks:
-            if t.get("fetched_at"):
-                by_time.setdefault(db_timestamp(conn, t["fetched_at"]), []).append(t["track_id"])
-        for fetched_at, ids in by_time.items():
-            conn.execute(
-                _expanding("UPDATE spotify_tracks SET fetched_at = :fetched_at WHERE track_id IN :ids", "ids"),
-                {"fetched_at": fetched_at, "ids": ids},
-            )
-        # A track's artist list is replaced whole: positions can change between reads.
-        conn.execute(
-            _expanding("DELETE FROM spotify_track_artists WHERE track_id IN :ids", "ids"),
-            {"ids": [t["track_id"] for t in tracks]},
-        )
-    counts["track_artists"] = bulk_upsert(conn, "spotify_track_artists", track_artists, key=["track_id", "position"])
-    return counts
 
 
 # -- popularity -------------------------------------------------------------------------------------------
@@ -397,9 +388,10 @@ def search_view_summary(conn: sa.Connection) -> dict[str, Any]:
 
 
 def record_api_usage(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Upsert per-run, per-endpoint usage rows (a run's later snapshot replaces its earlier one)."""
-    return bulk_upsert(conn, "spotify_api_usage", [dict(r) for r in rows if r.get("run_id")], key=["run_id", "endpoint"],
-                       touch=["recorded_at"])
+    """Upsert usage rows keyed by (run, asset, endpoint): what one step of a run spent, per endpoint. A step
+    that records again (a retried step) replaces its own rows and never touches another step's."""
+    keyed = [{"asset": "", **dict(r)} for r in rows if r.get("run_id")]
+    return bulk_upsert(conn, "spotify_api_usage", keyed, key=["run_id", "asset", "endpoint"], touch=["recorded_at"])
 
 
 def db_timestamp(conn: sa.Connection, value: dt.datetime | None) -> Any:

@@ -8,6 +8,12 @@
   statement, so each of its statements must be safe to run again after a failure.
 - On PostgreSQL a session advisory lock serializes concurrent `migrate` processes; the second one waits,
   then finds nothing left to do.
+- A migration may need data that SQL cannot compute, such as text folded by Python's Unicode rules. Its
+  *post-migration step* (POST_MIGRATION_STEPS, keyed by version) runs right after the file's statements,
+  on the same connection: inside the file's transaction, or in autocommit mode for a no-transaction file,
+  where each of its statements commits on its own. The version is recorded only once the step has
+  finished, so a step must be safe to run again, like the statements of a no-transaction file.
+- Migrations only go forward: `target` must be a version that exists and is not below what is applied.
 """
 
 from __future__ import annotations
@@ -17,18 +23,21 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from spotify_pipeline.warehouse.catalog import backfill_search_keys
 from spotify_pipeline.warehouse.engine import dialect_of
 
 log = logging.getLogger(__name__)
 
-SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
+# Shipped inside the package (package data), so a wheel or a container image can migrate.
+SQL_ROOT = Path(__file__).resolve().parent / "sql"
 FILE_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 NO_TRANSACTION_MARKER = "-- migrate: no-transaction"
 # Arbitrary constant naming this project's migration lock among other users of pg advisory locks.
@@ -49,6 +58,24 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 class MigrationError(RuntimeError):
     """A migration could not be applied, or the applied history does not match the files."""
+
+
+class MigrationConnection(Protocol):
+    """What a post-migration step receives: the migration's own DB-API connection. Statements take `?`
+    placeholders on both backends."""
+
+    dialect: str
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+PostMigrationStep = Callable[[MigrationConnection], Any]
+#: Python that completes a migration after its SQL, by version (see the module docstring).
+POST_MIGRATION_STEPS: Mapping[int, PostMigrationStep] = {
+    14: backfill_search_keys,  # 0014_songs_search_keys: fold the search keys of the songs already there
+}
 
 
 @dataclass(frozen=True)
@@ -120,36 +147,63 @@ def migrate(
     target: int | None = None,
     on_apply: Callable[[Migration, float], None] | None = None,
     root: Path = SQL_ROOT,
+    steps: Mapping[int, PostMigrationStep] = POST_MIGRATION_STEPS,
 ) -> list[Migration]:
-    """Apply every pending migration up to `target` (default: all). Returns those applied, in order."""
+    """Apply every pending migration up to `target` (default: all). Returns those applied, in order.
+
+    `root` and `steps` name the migrations and their post-migration steps (default: the shipped ones).
+    """
     dialect = dialect_of(engine)
-    migrations = [m for m in discover(dialect, root) if target is None or m.version <= target]
-    raw = engine.raw_connection()
-    try:
-        driver_conn = raw.driver_connection
+    available = discover(dialect, root)
+    if target is not None and target not in {m.version for m in available}:
+        last = available[-1].filename if available else "none"
+        raise MigrationError(f"there is no migration {target:04d} to migrate to; the last available is {last}")
+    migrations = [m for m in available if target is None or m.version <= target]
+    # Through a Connection rather than engine.raw_connection(), so that a failure to connect is raised as
+    # SQLAlchemy's error, like any other query's.
+    with engine.connect() as conn:
+        driver_conn = conn.connection.driver_connection
         if dialect == "postgresql":
             driver_conn.autocommit = True
-        runner = _Runner(driver_conn, dialect)
-        with runner.lock():
-            runner.execute(_CREATE_TABLE)
-            done = runner.applied_checksums()
-            _verify_history(migrations, done)
-            newly_applied = []
-            for migration in migrations:
-                if migration.version in done:
-                    continue
-                started = time.perf_counter()
-                runner.apply(migration)
-                elapsed = time.perf_counter() - started
-                log.info("applied migration %s in %.2fs", migration.filename, elapsed)
-                if on_apply:
-                    on_apply(migration, elapsed)
-                newly_applied.append(migration)
-            return newly_applied
-    finally:
-        if dialect == "postgresql":
-            raw.driver_connection.autocommit = False  # the connection goes back to the pool
-        raw.close()
+        try:
+            return _apply(_Runner(driver_conn, dialect, steps), migrations, target, on_apply)
+        finally:
+            if dialect == "postgresql":
+                driver_conn.autocommit = False  # the connection goes back to the pool
+
+
+def _apply(
+    runner: _Runner,
+    migrations: list[Migration],
+    target: int | None,
+    on_apply: Callable[[Migration, float], None] | None,
+) -> list[Migration]:
+    with runner.lock():
+        runner.execute(_CREATE_TABLE)
+        done = runner.applied_checksums()
+        _verify_history(migrations, done)
+        if target is not None and done and max(done) > target:
+            raise MigrationError(
+                f"the warehouse is already at version {max(done):04d}, past {target:04d}; migrations only "
+                "go forward (going back means restoring a backup)"
+            )
+        newly_applied = []
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            started = time.perf_counter()
+            runner.apply(migration)
+            elapsed = time.perf_counter() - started
+            log.info("applied migration %s in %.2fs", migration.filename, elapsed)
+            if on_apply:
+                on_apply(migration, elapsed)
+            newly_applied.append(migration)
+        return newly_applied
+
+
+def latest_version(dialect: str, root: Path = SQL_ROOT) -> int:
+    """The version of the newest migration this release ships for `dialect`."""
+    return max(m.version for m in discover(dialect, root))
 
 
 def _verify_history(migrations: list[Migration], done: dict[int, tuple[str, str]]) -> None:
@@ -168,20 +222,31 @@ def _verify_history(migrations: list[Migration], done: dict[int, tuple[str, str]
 class _Runner:
     """Executes migration SQL on one DB-API connection in autocommit mode, with explicit transactions."""
 
-    def __init__(self, conn, dialect: str) -> None:
+    def __init__(self, conn, dialect: str, steps: Mapping[int, PostMigrationStep]) -> None:
         self.conn = conn
         self.dialect = dialect
+        self.steps = steps
 
-    def execute(self, statement: str, params: tuple = ()) -> list[tuple]:
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
         cursor = self.conn.cursor()
         try:
             if params:
-                cursor.execute(statement.replace("?", "%s") if self.dialect == "postgresql" else statement, params)
+                cursor.execute(self._placeholders(statement), params)
             else:
                 cursor.execute(statement)
             return cursor.fetchall() if cursor.description else []
         finally:
             cursor.close()
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        cursor = self.conn.cursor()
+        try:
+            cursor.executemany(self._placeholders(statement), rows)
+        finally:
+            cursor.close()
+
+    def _placeholders(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.dialect == "postgresql" else statement
 
     def applied_checksums(self) -> dict[int, tuple[str, str]]:
         rows = self.execute("SELECT version, name, checksum FROM schema_migrations")
@@ -206,6 +271,7 @@ class _Runner:
                     return
                 for statement in statements:
                     self._run(migration, statement)
+                self._run_post_migration_step(migration)
                 self.execute(*record)
                 self.execute("COMMIT")
             except BaseException:
@@ -215,10 +281,27 @@ class _Runner:
             try:
                 for statement in statements:
                     self._run_with_lock_retries(migration, statement)
+                if self.dialect == "postgresql":
+                    # The file's session settings (a short lock_timeout, meant for its DDL) are not the
+                    # step's: its row updates may wait for a writer without holding up any reader.
+                    self.execute("RESET ALL")
+                self._run_post_migration_step(migration)
                 self.execute(*record)
             finally:
                 if self.dialect == "postgresql":
                     self.execute("RESET ALL")
+
+    def _run_post_migration_step(self, migration: Migration) -> None:
+        step = self.steps.get(migration.version)
+        if step is None:
+            return
+        started = time.perf_counter()
+        try:
+            outcome = step(self)
+        except Exception as exc:
+            raise MigrationError(f"{migration.filename}, step {step.__name__}: {exc}".strip()) from exc
+        elapsed = time.perf_counter() - started
+        log.info("%s: post-migration step %s returned %s in %.2fs", migration.filename, step.__name__, outcome, elapsed)
 
     def _recorded(self, version: int) -> bool:
         return bool(self.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)))

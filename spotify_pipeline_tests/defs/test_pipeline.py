@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from spotify_pipeline.definitions import build_definitions
-from spotify_pipeline.defs.catalog.assets import raw_spotify_tracks, songs_enriched, spotify_catalog
+from spotify_pipeline.defs.catalog.assets import spotify_catalog
 from spotify_pipeline.defs.jobs import spotify_daily_refresh_schedule
 from spotify_pipeline.defs.matching.assets import spotify_track_matches
 from spotify_pipeline.defs.partitions import utc_today
@@ -20,7 +20,6 @@ from spotify_pipeline.defs.popularity.assets import (
     spotify_popularity_movers,
     spotify_popularity_snapshots,
 )
-from spotify_pipeline.defs.scope import scoped_run_config
 from spotify_pipeline_tests.defs.conftest import make_pipeline, table_fingerprint
 
 TODAY = utc_today().isoformat()
@@ -111,8 +110,79 @@ def test_popularity_for_any_day_but_today_fails_clearly(pipeline):
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.event_specific_data.error.message
-    assert "only be captured for the current UTC day" in message and yesterday in message
+    assert "only runs for today's partition" in message and yesterday in message
     assert pipeline.scalar("SELECT count(*) FROM spotify_popularity_snapshots") == 0
+
+
+def test_a_daily_run_for_another_day_is_refused_before_anything_is_written(pipeline):
+    assert pipeline.materialize().success
+    before = table_fingerprint(pipeline.engine)
+    attempts = pipeline.scalar("SELECT count(*) FROM spotify_match_attempts")
+    yesterday = (utc_today() - dt.timedelta(days=1)).isoformat()
+    pipeline.emulator.reset()
+    job = build_definitions(resources=pipeline.resources()).resolve_job_def("spotify_daily_refresh")
+    result = job.execute_in_process(partition_key=yesterday, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "spotify_track_matches"  # the first step refuses, before it writes
+    message = failure.event_specific_data.error.message
+    assert f"this run targets {yesterday}" in message and "Nothing was written" in message
+    for table in ("spotify_raw_responses", "spotify_popularity_snapshots"):
+        assert pipeline.scalar(f"SELECT count(*) FROM {table} WHERE {_day_column(table)} = :y", y=yesterday) == 0
+    assert table_fingerprint(pipeline.engine) == before
+    assert pipeline.scalar("SELECT count(*) FROM spotify_match_attempts") == attempts
+    assert pipeline.emulator.stats()["total_requests"] == 0
+
+
+def _day_column(table: str) -> str:
+    return "pull_date" if table == "spotify_raw_responses" else "snapshot_date"
+
+
+def test_a_second_run_the_same_day_keeps_when_spotify_answered(pipeline):
+    assert pipeline.materialize().success
+    first = pipeline.rows("SELECT request_key, fetched_at FROM spotify_raw_responses WHERE pull_date = :d ORDER BY 1",
+                          d=TODAY)
+    read_at = pipeline.rows("SELECT track_id, popularity_read_at FROM spotify_tracks ORDER BY 1")
+    pipeline.emulator.reset()
+    assert pipeline.materialize().success  # served from the cache
+    assert pipeline.emulator.stats()["total_requests"] == 0
+    assert pipeline.rows("SELECT request_key, fetched_at FROM spotify_raw_responses WHERE pull_date = :d ORDER BY 1",
+                         d=TODAY) == first
+    assert pipeline.rows("SELECT track_id, popularity_read_at FROM spotify_tracks ORDER BY 1") == read_at
+    captured = pipeline.rows("SELECT DISTINCT captured_at FROM spotify_popularity_snapshots WHERE snapshot_date = :d",
+                             d=TODAY)
+    assert {row[0] for row in captured} <= {row[1] for row in first}  # popularity read when the object was sent
+
+
+def test_derived_assets_rebuild_a_captured_day_offline(pipeline):
+    assert pipeline.materialize().success
+    yesterday = (utc_today() - dt.timedelta(days=1)).isoformat()
+    with pipeline.engine.begin() as conn:  # a day captured earlier: its raw pull and snapshot are stored
+        conn.execute(sa.text("INSERT INTO spotify_raw_responses (pull_date, endpoint, request_key, status, fetched_at, body) "
+                             "SELECT :y, endpoint, request_key, status, fetched_at, body FROM spotify_raw_responses "
+                             "WHERE pull_date = :d"), {"y": yesterday, "d": TODAY})
+        conn.execute(sa.text("INSERT INTO spotify_popularity_snapshots (snapshot_date, track_id, popularity, captured_at) "
+                             "SELECT :y, track_id, popularity, captured_at FROM spotify_popularity_snapshots "
+                             "WHERE snapshot_date = :d"), {"y": yesterday, "d": TODAY})
+    pipeline.emulator.reset()
+    job = dg.define_asset_job("derived", selection=[spotify_catalog, spotify_popularity_movers])
+    defs = dg.Definitions(assets=[spotify_catalog, spotify_popularity_movers], jobs=[job],
+                          resources=pipeline.resources())
+    result = defs.resolve_job_def("derived").execute_in_process(
+        tags={"dagster/asset_partition_range_start": yesterday, "dagster/asset_partition_range_end": TODAY}
+    )
+    assert result.success
+    assert pipeline.emulator.stats()["total_requests"] == 0  # offline: only what was captured
+    tracks = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "spotify_tracks"]
+    assert {e.partition for e in tracks} == {yesterday, TODAY}  # one materialization per captured day
+    assert tracks[0].materialization.metadata["pull_dates"].value == f"{yesterday}, {TODAY}"
+    assert _checks(result)["catalog_covers_raw_pull"].passed
+
+    never_captured = (utc_today() - dt.timedelta(days=3)).isoformat()
+    refused = pipeline.materialize([spotify_catalog], partition_key=never_captured)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert f"nothing was captured on {never_captured}" in failure.event_specific_data.error.message
 
 
 def test_a_miss_is_not_searched_again_until_the_retry_delay_passes(pipeline):
@@ -142,25 +212,6 @@ def test_an_override_always_wins(pipeline):
                          s=matched[0]) == [(None, "unmatched")]
     assert pipeline.rows("SELECT spotify_track_id, match_method FROM songs_search WHERE song_id = :s",
                          s=unmatched) == [(other[1], "override")]
-
-
-def test_a_scoped_run_touches_only_the_requested_songs(pipeline):
-    assert pipeline.materialize().success
-    full_raw = pipeline.scalar("SELECT count(*) FROM spotify_raw_responses WHERE pull_date = :d", d=TODAY)
-    new_song = pipeline.scalar("SELECT max(id) FROM songs")
-    with pipeline.engine.begin() as conn:  # forget one song's enrichment, as a new catalogue entry would be
-        conn.execute(sa.text("DELETE FROM spotify_track_matches WHERE song_id = :s"), {"s": new_song})
-        conn.execute(sa.text("DELETE FROM spotify_match_attempts WHERE song_id = :s"), {"s": new_song})
-    pipeline.emulator.reset()
-    result = pipeline.materialize(
-        [spotify_track_matches, raw_spotify_tracks, spotify_catalog, spotify_popularity_snapshots, songs_enriched],
-        run_config=scoped_run_config([new_song]),
-    )
-    assert result.success
-    assert _metadata(result, "spotify_track_matches")["songs_attempted"] == 1
-    assert _metadata(result, "raw_spotify_tracks")["tracks_requested"] <= 1
-    # nothing else was dropped from today's partitions
-    assert pipeline.scalar("SELECT count(*) FROM spotify_raw_responses WHERE pull_date = :d", d=TODAY) == full_raw
 
 
 def test_movers_rank_risers_and_fallers_against_the_previous_and_week_old_snapshots():
@@ -226,11 +277,14 @@ def test_definitions_load_with_the_job_schedule_pool_and_checks():
     for key in spotify_callers:
         assert graph.get(dg.AssetKey(key)).pools == {"spotify_api"}
     assert {c.name for c in graph.asset_check_keys} >= {
-        "match_rate_above_floor", "raw_partition_not_empty", "unique_track_ids", "popularity_within_0_100",
-        "popularity_available",
+        "match_rate_above_floor", "raw_covers_matched_tracks", "raw_partition_fresh", "catalog_covers_raw_pull",
+        "snapshot_covers_matched_tracks", "popularity_available", "songs_agree_with_matches",
     }
+    blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    assert blocking == {"raw_covers_matched_tracks", "catalog_covers_raw_pull", "snapshot_covers_matched_tracks",
+                        "songs_agree_with_matches"}
     assert graph.get(dg.AssetKey("songs_enriched")).freshness_policy is not None
-    assert defs.resolve_sensor_def("spotify_enrichment_requests").job_name == "spotify_daily_refresh"
+    assert defs.resolve_sensor_def("spotify_enrichment_requests").job_name == "spotify_on_demand_refresh"
 
 
 def test_dagster_definitions_validate_passes(tmp_path):

@@ -1,10 +1,11 @@
 """Shared pieces of the reliability suite: warehouses built from (a part of) the sample catalogue, fault-free
-reference runs to compare with, a subprocess runner of the daily job, and a reader that watches the daily
-partitions while a run writes them."""
+reference runs to compare with, duplicate counts on the natural keys no constraint enforces, a subprocess
+runner of the daily job, and a reader that watches the daily partitions while a run writes them."""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ import sqlalchemy as sa
 from spotify_pipeline.defs.partitions import utc_today
 from spotify_pipeline.emulator.testing import EmulatorHandle, run_emulator
 from spotify_pipeline.warehouse import create_engine
-from spotify_pipeline.warehouse.catalog import sample_catalog_path
+from spotify_pipeline.warehouse.catalog import catalog_key, sample_catalog_path
 from spotify_pipeline_tests import servers
 from spotify_pipeline_tests.defs.conftest import PIPELINE_TABLES, Pipeline, make_pipeline, table_fingerprint
 
@@ -33,20 +35,6 @@ RUNNER_MODULE = "spotify_pipeline_tests.reliability.runner"
 COMPARED_TABLES = (*PIPELINE_TABLES, "spotify_match_attempts")
 #: Columns that are identities or moments, not content (`*_at` columns are left out as well).
 IGNORED_COLUMNS = {"spotify_match_attempts": {"id"}}
-#: Natural keys: a table must never hold two rows with the same one.
-NATURAL_KEYS = {
-    "songs": ("catalog_key",),
-    "spotify_track_matches": ("song_id",),
-    "spotify_raw_responses": ("pull_date", "endpoint", "request_key"),
-    "spotify_tracks": ("track_id",),
-    "spotify_artists": ("artist_id",),
-    "spotify_albums": ("album_id",),
-    "spotify_track_artists": ("track_id", "position"),
-    "spotify_popularity_snapshots": ("snapshot_date", "track_id"),
-    "spotify_popularity_movers": ("snapshot_date", "track_id"),
-    # Within one day's runs a song is attempted once: a second attempt means work was repeated.
-    "spotify_match_attempts": ("song_id",),
-}
 
 
 # -- catalogues and warehouses ------------------------------------------------------------------------------
@@ -86,18 +74,6 @@ def small_pipeline(request: pytest.FixtureRequest, emulator, tmp_path) -> Iterat
     built.engine.dispose()
 
 
-def duplicate_keys(engine: sa.Engine) -> dict[str, int]:
-    """Rows beyond the first per natural key, per table (all zero when nothing was written twice)."""
-    out = {}
-    with engine.connect() as conn:
-        for table, key in NATURAL_KEYS.items():
-            columns = ", ".join(key)
-            out[table] = conn.execute(
-                sa.text(f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table} GROUP BY {columns}) AS g")
-            ).scalar_one()
-    return {table: int(n) for table, n in out.items()}
-
-
 def compare(actual: dict[str, tuple[int, str]], expected: dict[str, tuple[int, str]]) -> dict[str, int]:
     """Rows lost (negative) or added (positive) per table whose content differs from the reference."""
     return {
@@ -105,6 +81,121 @@ def compare(actual: dict[str, tuple[int, str]], expected: dict[str, tuple[int, s
         for table in expected
         if actual[table] != expected[table]
     }
+
+
+# -- duplicates on natural keys no constraint enforces -------------------------------------------------------
+#
+# Every key the migrations declare for the daily job's tables (songs.catalog_key, the match per song_id,
+# raw rows per (pull date, endpoint, request key), tracks, artists and albums per id, track artists per
+# (track, position), snapshots and movers per (day, track id), usage per (run, asset, endpoint)) is refused
+# twice by the database itself: counting duplicates on those can never find one. These count, per check,
+# the rows beyond the first on a natural key the database does not enforce, one that a retried, killed,
+# re-run or doubled run can break. Each takes a connection and the partition day, and returns that number;
+# test_duplicate_checks.py plants each kind of duplicate and sees it counted.
+
+
+def _sum_beyond_first(conn: sa.Connection, grouped: str) -> int:
+    """Rows beyond the first per group of `grouped` (a `SELECT count(*) AS n ... GROUP BY ...`)."""
+    return int(conn.execute(sa.text(f"SELECT coalesce(sum(n - 1), 0) FROM ({grouped}) AS g")).scalar_one())
+
+
+def song_identity_matches(conn: sa.Connection, day: dt.date) -> int:
+    """One current match per song: matched songs beyond the first per song identity, the catalogue's key
+    (`catalog_key()` of title, artist, album and ISRC) recomputed from each row as it is now.
+
+    The UNIQUE `songs.catalog_key` holds the key as computed when the row was written, not the song: a
+    catalogue re-seeded after the key's normalization changed, or a row corrected by hand into the twin of
+    another, is the same song twice under two keys, and the daily job matches each of them, so one song has
+    two current matches (and two rows in search, two match attempts, two enriched rows)."""
+    rows = conn.execute(
+        sa.text("SELECT s.title, s.artist, s.album, s.isrc FROM songs AS s "
+                "JOIN spotify_track_matches AS m ON m.song_id = s.id")
+    ).all()
+    return sum(n - 1 for n in Counter(catalog_key(*row) for row in rows).values())
+
+
+def match_attempts_per_song_day(conn: sa.Connection, day: dt.date) -> int:
+    """One match attempt per song per UTC day: attempts beyond the first per (song, day of attempted_at).
+
+    `spotify_match_attempts` has only a surrogate key. A song is searched at most once a day (a match is
+    not searched again, a miss waits `miss_retry_days`, 7 by default), so a second attempt the same day is
+    work repeated and recorded twice: a batch re-sent after its commit reached the database but the answer
+    did not (the `finally: save()` of the matching step after a dropped connection), a re-run searching
+    again songs a killed run had recorded (were an attempt ever committed apart from its match), or two runs
+    matching the same songs at once."""
+    attempted_day = (
+        "CAST(attempted_at AT TIME ZONE 'UTC' AS DATE)" if conn.dialect.name == "postgresql" else "date(attempted_at)"
+    )
+    return _sum_beyond_first(
+        conn, f"SELECT count(*) AS n FROM spotify_match_attempts GROUP BY song_id, {attempted_day}"
+    )
+
+
+def snapshots_without_current_match(conn: sa.Connection, day: dt.date) -> int:
+    """One snapshot per current match on the partition day: rows of `day`'s popularity snapshot whose track
+    is no song's current match.
+
+    The primary key allows one row per (day, track id), not one per song: when a song's match moves to
+    another track between two captures of the same day (an override applied by a re-run), a capture that
+    adds rows beside the day's instead of replacing them (an on-demand run, which adds the songs it was asked
+    for; a capture that keeps the day's rows, as one that cannot read popularity does) leaves the old track's
+    row beside the new one. The song then has two snapshots that day, and the movers rank a track no song
+    follows. Only `day` is checked: earlier days rightly hold the tracks matched then."""
+    return int(conn.execute(
+        sa.text("SELECT count(*) FROM spotify_popularity_snapshots AS s WHERE s.snapshot_date = :d "
+                "AND NOT EXISTS (SELECT 1 FROM spotify_track_matches AS m WHERE m.track_id = s.track_id)"),
+        {"d": day.isoformat()},
+    ).scalar_one())
+
+
+def snapshots_per_recording_day(conn: sa.Connection, day: dt.date) -> int:
+    """One snapshot per recording per day: snapshot rows beyond the first per (day, recording), the
+    recording being the id Spotify served (`spotify_tracks.served_track_id`, set when it relinked the
+    requested id, `linked_from`) or else the track id.
+
+    Tracks are keyed by the id the pipeline asked for. With a market, Spotify relinks ids, so one recording
+    can be asked for under two ids (one song matched by search to the id Spotify serves, another by an
+    override or an older match to the id it relinks from): both land in `spotify_tracks` and in the day's
+    snapshot, and the popularity of one recording is counted twice. Their track ids differ, so no key sees it.
+    Not specific to retries; every day is checked."""
+    return _sum_beyond_first(
+        conn,
+        "SELECT count(*) AS n FROM spotify_popularity_snapshots AS s "
+        "LEFT JOIN spotify_tracks AS t ON t.track_id = s.track_id "
+        "GROUP BY s.snapshot_date, coalesce(t.served_track_id, s.track_id)",
+    )
+
+
+def track_artist_repeats(conn: sa.Connection, day: dt.date) -> int:
+    """One link per (track, artist): `spotify_track_artists` rows beyond the first per (track, artist).
+
+    The primary key is (track, position). A track's artist list is stored by position and must be replaced
+    whole on every read: a write that only upserts the positions it has (a retried or interleaved write of an
+    older read, a replace that lost its delete) leaves an artist whose place changed between two reads at
+    both its old and its new position, crediting it twice."""
+    return _sum_beyond_first(conn, "SELECT count(*) AS n FROM spotify_track_artists GROUP BY track_id, artist_id")
+
+
+DUPLICATE_CHECKS = {
+    check.__name__: check
+    for check in (
+        song_identity_matches,
+        match_attempts_per_song_day,
+        snapshots_without_current_match,
+        snapshots_per_recording_day,
+        track_artist_repeats,
+    )
+}
+#: What `natural_key_duplicates` returns when nothing was written twice.
+NO_DUPLICATES = dict.fromkeys(DUPLICATE_CHECKS, 0)
+
+
+def natural_key_duplicates(engine: sa.Engine, day: dt.date | None = None) -> dict[str, int]:
+    """Rows beyond the first per natural key no constraint enforces, per check (see each check's docstring);
+    `day` is the partition checked where a check looks at one day (default: today, UTC)."""
+    day = day or utc_today()
+    with engine.connect() as conn:
+        return {name: check(conn, day) for name, check in DUPLICATE_CHECKS.items()}
 
 
 # -- fault-free reference runs --------------------------------------------------------------------------------
@@ -159,7 +250,7 @@ class References:
             result = built.materialize()
             seconds = time.perf_counter() - started
             assert result.success, "the fault-free reference run failed"
-            assert duplicate_keys(built.engine) == dict.fromkeys(NATURAL_KEYS, 0)
+            assert natural_key_duplicates(built.engine) == NO_DUPLICATES
             return Reference(fingerprint(built.engine), partition_counts(built.engine), seconds)
         finally:
             built.engine.dispose()

@@ -40,7 +40,7 @@ from spotify_pipeline.warehouse.enrichment import (
     write_popularity_snapshot,
 )
 from spotify_pipeline.warehouse.migrations import migrate
-from spotify_pipeline.warehouse.search import MAX_LIMIT, SearchQueryError, SearchResult, search
+from spotify_pipeline.warehouse.search import MAX_LIMIT, SearchQueryError, SearchResult, fold_for_search, search
 from spotify_pipeline_tests.reliability.conftest import build_pipeline, catalogue_subset, fingerprint
 
 pytestmark = pytest.mark.reliability
@@ -146,12 +146,12 @@ def _catalogue_rows() -> list[tuple[str, str, str]]:
 @given(query=catalogue_queries())
 @EXAMPLES
 def test_search_finds_exactly_the_songs_containing_the_query(catalogue_engine, query):
-    normalized = " ".join(query.split()).lower()
+    normalized = fold_for_search(query)
     if not normalized:
         return
     with catalogue_engine.connect() as conn:
         songs = conn.execute(sa.text("SELECT id, title, artist, album FROM songs")).all()
-    expected = {song_id for song_id, *fields in songs if any(normalized in f.lower() for f in fields if f)}
+    expected = {song_id for song_id, *fields in songs if any(normalized in fold_for_search(f) for f in fields if f)}
     found = [r.song_id for r in search(query, MAX_LIMIT, engine=catalogue_engine)]
     assert len(found) == len(set(found))
     assert set(found) <= expected, f"{query!r}: {set(found) - expected} do not contain it"
@@ -638,7 +638,8 @@ def test_hostile_search_answers_become_match_outcomes_that_store_cleanly(canned_
 
 
 def test_malformed_raw_bodies_are_skipped_and_counted_by_the_catalogue_asset(emulator, tmp_path):
-    """Bodies already in a raw partition that are not track objects are skipped one by one and counted."""
+    """Bodies already in a raw partition that are not track objects are skipped one by one and counted, and
+    the blocking coverage check fails the catalogue so nothing downstream runs on a partial day."""
     emulator.configure(window_limit=None)
     built = build_pipeline(
         f"sqlite:///{tmp_path / 'raw.db'}", emulator, tmp_path / "cache.db", catalogue_subset(tmp_path, 20)
@@ -657,10 +658,13 @@ def test_malformed_raw_bodies_are_skipped_and_counted_by_the_catalogue_asset(emu
                 {"request_key": key, "status": 200, "fetched_at": now, "body": body} for key, body in broken.items()
             ] + [{"request_key": TRACK_ID, "status": 200, "fetched_at": now, "body": BASE_TRACK}])
         result = built.materialize([spotify_catalog])
-        assert result.success
+        assert not result.success  # the blocking check stops the run
         [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "spotify_tracks"]
         metadata = {k: v.value for k, v in event.materialization.metadata.items()}
         assert metadata["bodies_skipped"] == len(broken)
+        [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "catalog_covers_raw_pull"]
+        assert not check.passed
+        assert check.metadata["in_catalog"].value < check.metadata["raw_tracks"].value == 1 + len(broken)
         assert built.rows("SELECT track_id FROM spotify_tracks") == [(TRACK_ID,)]
     finally:
         built.engine.dispose()

@@ -14,13 +14,13 @@ from sqlalchemy.engine import make_url
 
 from spotify_pipeline_tests import servers
 from spotify_pipeline_tests.reliability.conftest import (
-    NATURAL_KEYS,
+    NO_DUPLICATES,
     PartitionWatcher,
     build_pipeline,
     catalogue_subset,
     compare,
-    duplicate_keys,
     fingerprint,
+    natural_key_duplicates,
     partition_counts,
     runner_environment,
     start_runner,
@@ -99,7 +99,7 @@ def test_postgres_restart_mid_run_then_rerun_leaves_identical_tables(
                 rerun = built.materialize()
                 assert rerun.success, "the re-run after the restart failed"
             assert watcher.partial(reference.partitions) == {}, watcher.seen
-            assert duplicate_keys(built.engine) == dict.fromkeys(NATURAL_KEYS, 0)
+            assert natural_key_duplicates(built.engine) == NO_DUPLICATES
             assert compare(fingerprint(built.engine), reference.fingerprint) == {}
             assert partition_counts(built.engine) == reference.partitions
         finally:

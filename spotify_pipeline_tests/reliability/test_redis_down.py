@@ -15,11 +15,11 @@ from spotify_pipeline.cli import main
 from spotify_pipeline.enrichment_queue import STREAM_KEY
 from spotify_pipeline.warehouse.catalog import sample_catalog_path
 from spotify_pipeline_tests.reliability.conftest import (
-    NATURAL_KEYS,
+    NO_DUPLICATES,
     build_pipeline,
     compare,
-    duplicate_keys,
     fingerprint,
+    natural_key_duplicates,
     partition_counts,
     percentile,
     step_failures,
@@ -127,4 +127,4 @@ def test_daily_job_with_redis_down_and_local_fallback_completes(references, smal
     print(f"completed in {time.perf_counter() - started:.2f} s with Redis down and the local fallback")
     assert result.success, step_failures(result)
     assert compare(fingerprint(small_pipeline.engine), reference.fingerprint) == {}
-    assert duplicate_keys(small_pipeline.engine) == dict.fromkeys(NATURAL_KEYS, 0)
+    assert natural_key_duplicates(small_pipeline.engine) == NO_DUPLICATES

@@ -15,12 +15,12 @@ from spotify_pipeline.spotify import SpotifyClientConfig, build_client
 from spotify_pipeline.spotify.errors import SpotifyConnectionError
 from spotify_pipeline.warehouse.search import search
 from spotify_pipeline_tests.reliability.conftest import (
-    NATURAL_KEYS,
+    NO_DUPLICATES,
     build_pipeline,
     catalogue_subset,
     compare,
-    duplicate_keys,
     fingerprint,
+    natural_key_duplicates,
     partition_counts,
     step_failures,
 )
@@ -68,7 +68,7 @@ def test_server_errors_resets_latency_and_429_bursts_end_in_the_fault_free_table
         # The faults did happen, every kind of them.
         assert injected["5xx"] > 0 and injected["dropped"] + injected["truncated"] > 0 and injected["429"] > 0
         assert compare(fingerprint(built.engine), reference.fingerprint) == {}
-        assert duplicate_keys(built.engine) == dict.fromkeys(NATURAL_KEYS, 0)
+        assert natural_key_duplicates(built.engine) == NO_DUPLICATES
         # No song was written off as a miss because of a fault: every attempt ended in a real outcome.
         assert built.scalar("SELECT count(*) FROM spotify_match_attempts WHERE outcome = 'error'") == 0
     finally:
@@ -160,7 +160,7 @@ def test_spotify_going_down_mid_run_leaves_no_partial_partition(references, smal
     assert partition_counts(small_pipeline.engine) == EMPTY_PARTITIONS
     # The songs attempted before the outage keep their outcome; none was recorded as a miss by the outage.
     assert small_pipeline.scalar("SELECT count(*) FROM spotify_match_attempts WHERE outcome = 'error'") == 0
-    assert duplicate_keys(small_pipeline.engine) == dict.fromkeys(NATURAL_KEYS, 0)
+    assert natural_key_duplicates(small_pipeline.engine) == NO_DUPLICATES
     # Once Spotify is back, a re-run completes and ends exactly where a run without the outage would.
     rerun = small_pipeline.materialize()
     assert rerun.success
@@ -188,3 +188,4 @@ def test_quota_or_hours_long_retry_after_stops_the_run_at_once(small_pipeline, e
     assert emulator.stats()["by_status"].get("429", 0) <= 2  # stopped at the first refusal, no retry loop
     assert partition_counts(small_pipeline.engine) == EMPTY_PARTITIONS
     assert small_pipeline.scalar("SELECT count(*) FROM spotify_match_attempts WHERE outcome = 'error'") == 0
+    assert natural_key_duplicates(small_pipeline.engine) == NO_DUPLICATES

@@ -147,6 +147,49 @@ def test_shorter_penalty_does_not_shorten_a_longer_one(backend) -> None:
     assert limiter.blocked_for() == pytest.approx(50, abs=0.01)
 
 
+class PenaltyDuringSleep(FakeClock):
+    """A fake clock on which a 429 arrives (``on_429``) halfway through the first sleep of a waiting caller."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_429: Callable[[], None] | None = None
+
+    def sleep(self, seconds: float) -> None:
+        arrive, self.on_429 = self.on_429, None
+        if arrive is None:
+            return super().sleep(seconds)
+        super().sleep(seconds / 2)
+        arrive()
+        super().sleep(seconds / 2)
+
+
+def test_a_slot_booked_before_a_429_waits_out_the_penalty(backend) -> None:
+    clock = PenaltyDuringSleep()
+    make = backend(60, clock)  # one per second: the second caller's slot is a second away
+    first, second = make(), make()
+    first.acquire()
+    start = clock.time()
+    clock.on_429 = lambda: first.penalize(30)  # another request's 429, while `second` sleeps for its slot
+    waited = second.acquire(max_block_s=120)
+    assert clock.time() >= start + 0.5 + 30  # not sent before the box, closed at +0.5 s for 30 s, opens
+    assert waited == pytest.approx(30.5, abs=0.01)
+    assert first.blocked_for() == 0
+    third = make()
+    third.acquire()
+    assert clock.time() - start == pytest.approx(31.5, abs=0.01)  # and the budget's spacing still holds after
+
+
+def test_a_penalty_met_at_the_slot_longer_than_accepted_raises(backend) -> None:
+    clock = PenaltyDuringSleep()
+    make = backend(60, clock)
+    first, second = make(), make()
+    first.acquire()
+    clock.on_429 = lambda: first.penalize(3600)
+    with pytest.raises(SpotifyRateLimited) as err:
+        second.acquire(max_block_s=120)
+    assert err.value.retry_after == pytest.approx(3600 - 0.5, abs=0.01)
+
+
 # -- Redis-only behaviour -----------------------------------------------------------------------------------
 def test_redis_keys_live_under_the_prefix(redis_url, redis_prefix, redis_conn) -> None:
     limiter = RedisRateLimiter(redis_client(redis_url), 60, prefix=redis_prefix, name="app")

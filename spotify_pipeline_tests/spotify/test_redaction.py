@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
+import tracemalloc
 
 import pytest
 import responses
 
 from spotify_pipeline.spotify import RedactionFilter, install_redaction
-from spotify_pipeline.spotify.logs import REDACTED, get_logger
+from spotify_pipeline.spotify.logs import MAX_RECENT_SECRETS, REDACTED, get_logger
 
 from . import helpers
 
@@ -104,3 +106,63 @@ def test_client_never_logs_its_secret_or_tokens(capture, rsps) -> None:
     assert "retrying" in out  # the cycle did log
     assert helpers.CLIENT_SECRET not in out and TOKEN not in out
     assert responses  # mocked HTTP only
+
+
+# -- a process that lives for months registers tokens for ever ---------------------------------------------
+def test_registering_secrets_for_ever_keeps_the_registry_bounded_and_the_recent_ones_scrubbed() -> None:
+    flt = RedactionFilter(max_recent=100)
+    tokens = [f"access-token-{i:08d}" for i in range(10_000)]
+    for n, token in enumerate(tokens):
+        flt.add_secret(token)
+        if n % 50 == 0:
+            flt.add_secret(SECRET)  # a client built per run registers the app's secret again
+    assert flt.secret_count() == 100
+    current = " ".join([SECRET, *tokens[-99:]])
+    assert flt.redact(current) == " ".join([REDACTED] * 100)
+    assert flt.redact(tokens[0]) == tokens[0]  # replaced 9,900 tokens ago: no longer held
+
+
+def test_memory_stays_flat_however_many_secrets_are_registered() -> None:
+    flt = RedactionFilter(max_recent=100)
+
+    def register(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            flt.add_secret(f"access-token-{i:012d}")
+            flt.redact("a log line")
+
+    register(0, 1_000)  # at the bound already
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        register(1_000, 50_000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000  # bytes; holding 50,000 more tokens would take several MB
+
+
+def test_a_secret_is_kept_while_its_owner_lives_however_many_come_after() -> None:
+    class TokenRecord:
+        def __init__(self, token: str) -> None:
+            self.token = token
+
+    flt = RedactionFilter(max_recent=10)
+    record = TokenRecord(REFRESH)
+    flt.add_secret(record.token, owner=record)
+    for i in range(1_000):
+        flt.add_secret(f"access-token-{i:08d}")
+    assert flt.redact(f"refreshing with {REFRESH}") == f"refreshing with {REDACTED}"
+    del record
+    gc.collect()
+    flt.add_secret("access-token-last")
+    assert flt.secret_count() == 10  # the owner is gone: its secret is just one of the past ones
+    assert flt.redact(REFRESH) == REFRESH
+
+
+def test_the_shared_filter_is_bounded_by_default() -> None:
+    flt = RedactionFilter()
+    for i in range(MAX_RECENT_SECRETS + 10):
+        flt.add_secret(f"access-token-{i:08d}")
+    assert flt.secret_count() == MAX_RECENT_SECRETS

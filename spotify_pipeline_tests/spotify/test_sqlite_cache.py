@@ -7,8 +7,10 @@ import logging
 import multiprocessing
 import os
 import sqlite3
+import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,39 @@ def test_entries_outlive_the_handle_in_a_wal_file(tmp_path) -> None:
     assert raw_rows(path) == [("p:k", '{"v":1}')]  # compact JSON under the prefixed key, like Redis
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which files are created readable by everyone unless the code says otherwise."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def modes(path: Path) -> dict[str, int]:
+    """Permission bits of the cache file and of the companions SQLite keeps beside it while it is open."""
+    files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    return {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+
+
+def test_the_file_holding_the_app_token_is_readable_by_its_owner_only(tmp_path, umask_022) -> None:
+    path = tmp_path / "c.db"
+    cache = SQLiteCache(path)
+    cache.set("token", {"access_token": "BQD-secret"}, ttl_s=60)
+    assert set(modes(path).values()) == {0o600}
+    cache.close()
+
+
+def test_an_existing_file_readable_by_others_is_made_private(tmp_path, umask_022) -> None:
+    path = tmp_path / "c.db"
+    earlier = SQLiteCache(path)  # still open, so its -wal and -shm files exist too
+    earlier.set("token", {"access_token": "BQD-secret"}, ttl_s=60)
+    for name in modes(path):
+        (tmp_path / name).chmod(0o644)  # as an earlier version left them
+    SQLiteCache(path).get("token")
+    assert set(modes(path).values()) == {0o600}
+    earlier.close()
 
 
 def test_expired_rows_are_ignored_at_once_and_purged_by_a_later_write(tmp_path) -> None:

@@ -7,7 +7,15 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from spotify_pipeline.cli import main
-from spotify_pipeline.warehouse.catalog import CatalogFileError, load_catalog, sample_catalog_path
+from spotify_pipeline.warehouse import catalog
+from spotify_pipeline.warehouse.catalog import (
+    CatalogFileError,
+    LoadProgress,
+    catalog_key,
+    load_catalog,
+    sample_catalog_path,
+    upsert_songs,
+)
 
 HEADER = "title,artist,album,duration_ms,isrc,release_year\n"
 
@@ -100,3 +108,33 @@ def test_a_file_saved_with_a_byte_order_mark_loads(engine, tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeff".encode() + (HEADER + "Song,Artist,,,,\n").encode())
     assert load_catalog(engine, path).songs_added == 1
+
+
+def _search_keys(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT search_title, search_artist, search_album FROM songs ORDER BY id")).all()
+
+
+def test_songs_are_written_with_their_folded_search_keys(engine, tmp_path):
+    path = tmp_path / "catalog.csv"
+    path.write_text(HEADER + "Jóga,Björk,Homogenic,,,\n" + "Ørsted  Waltz,SØREN STRAND,,,,\n", encoding="utf-8")
+    load_catalog(engine, path)
+    assert _search_keys(engine) == [("joga", "bjork", "homogenic"), ("orsted waltz", "soren strand", None)]
+
+
+def test_rewriting_a_songs_text_rewrites_its_search_keys_and_only_those(engine):
+    key = catalog_key("Halo", "Beyoncé", "I Am", None)
+    upsert_songs(engine, [{"title": "Halo", "artist": "Beyoncé", "album": "I Am", "catalog_key": key}])
+    upsert_songs(engine, [{"title": "Halo", "artist": "Beyoncé Knowles", "catalog_key": key}])  # album kept
+    assert _search_keys(engine) == [("halo", "beyonce knowles", "i am")]
+
+
+def test_a_load_reports_its_progress(engine, monkeypatch):
+    monkeypatch.setattr(catalog, "PROGRESS_EVERY_ROWS", 300)
+    reports: list[LoadProgress] = []
+    load_catalog(engine, on_progress=reports.append)
+    size = sample_catalog_path().stat().st_size
+    assert [r.rows_read for r in reports] == [300, 600, 900, 1000]
+    assert all(r.bytes_total == size for r in reports)
+    assert [r.bytes_read for r in reports] == sorted(r.bytes_read for r in reports)
+    assert 0 < reports[0].bytes_read < size and reports[-1].bytes_read == size

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +11,17 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from spotify_pipeline.cli import main
-from spotify_pipeline.warehouse import create_engine
+from spotify_pipeline.warehouse import catalog, create_engine
 from spotify_pipeline.warehouse.migrations import (
     SQL_ROOT,
     MigrationError,
     applied,
     discover,
+    latest_version,
     migrate,
     split_statements,
 )
+from spotify_pipeline.warehouse.search import search
 
 EXPECTED_TABLES = {
     "songs",
@@ -80,6 +83,106 @@ def test_migrate_to_a_target_then_the_rest(empty_engine):
     assert [m.version for m in migrate(empty_engine, target=1)] == [1]
     assert "spotify_track_id" not in {c["name"] for c in sa.inspect(empty_engine).get_columns("songs")}
     assert [m.version for m in migrate(empty_engine)][0] == 2
+
+
+def test_migrate_to_a_version_past_the_last_is_an_error_naming_the_last(database_url):
+    last = discover(create_engine(database_url).dialect.name)[-1]
+    result = CliRunner().invoke(main, ["migrate", "--to", "99"], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr == f"Error: there is no migration 0099 to migrate to; the last available is {last.filename}\n"
+
+
+def test_migrate_to_a_version_below_the_applied_one_is_an_error(empty_engine):
+    migrate(empty_engine, target=3)
+    with pytest.raises(MigrationError, match="already at version 0003, past 0002; migrations only go forward"):
+        migrate(empty_engine, target=2)
+    assert migrate(empty_engine, target=3) == []  # the applied version itself is fine
+    assert [h.version for h in applied(empty_engine)] == [1, 2, 3]
+
+
+HAND_WRITTEN_SONGS = [("Jóga", "Björk", "Homogenic"), ("Halo", "Beyoncé", None), ("Love", "Kendrick Lamar", "DAMN."),
+                      ("Ørsted Waltz", "Søren Strand", None), ("Plain", "Plain", "Plain")]
+
+
+def test_the_search_keys_migration_folds_the_songs_already_there(empty_engine, monkeypatch):
+    migrate(empty_engine, target=13)
+    with empty_engine.begin() as conn:  # songs as the releases before search keys wrote them
+        for n, (title, artist, album) in enumerate(HAND_WRITTEN_SONGS):
+            conn.execute(
+                sa.text("INSERT INTO songs (title, artist, album, catalog_key) VALUES (:t, :a, :al, :k)"),
+                {"t": title, "a": artist, "al": album, "k": f"k{n}"},
+            )
+    monkeypatch.setattr(catalog, "BACKFILL_BATCH_ROWS", 2)  # several batches
+    assert [m.version for m in migrate(empty_engine)][0] == 14
+    with empty_engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT search_title, search_artist, search_album FROM songs ORDER BY id")).all()
+    assert keys[:2] == [("joga", "bjork", "homogenic"), ("halo", "beyonce", None)]
+    assert all(title is not None for title, _, _ in keys)
+    assert [r.artist for r in search("bjork", engine=empty_engine)] == ["Björk"]
+    assert [r.artist for r in search("beyonce", engine=empty_engine)] == ["Beyoncé"]
+    assert [r.title for r in search("orsted", engine=empty_engine)] == ["Ørsted Waltz"]
+    if empty_engine.dialect.name == "sqlite":  # the FTS index learned every backfilled song exactly once
+        with empty_engine.connect() as conn:
+            conn.exec_driver_sql("INSERT INTO songs_fts (songs_fts) VALUES ('integrity-check')")
+            assert conn.exec_driver_sql("PRAGMA integrity_check").all() == [("ok",)]
+
+
+def test_the_sqlite_shell_can_write_a_migrated_warehouse(sqlite_url):
+    engine = create_engine(sqlite_url)
+    migrate(engine)
+    catalog.upsert_songs(
+        engine, [{"title": t, "artist": a, "album": al, "catalog_key": t} for t, a, al in HAND_WRITTEN_SONGS]
+    )
+    engine.dispose()
+    # A plain connection, like the sqlite3 shell's: no function of this package registered on it.
+    shell = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    with shell:
+        shell.execute("INSERT INTO songs (title, artist, catalog_key) VALUES ('Typed By Hand', 'Analyst', 'hand')")
+        shell.execute("UPDATE songs SET album = 'Homogenic (Remastered)', release_year = 1997 WHERE title = 'Jóga'")
+        shell.execute("DELETE FROM songs WHERE title = 'Halo'")
+        shell.execute("INSERT INTO songs_fts (songs_fts) VALUES ('integrity-check')")
+        assert shell.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    shell.close()
+    engine = create_engine(sqlite_url)
+    try:
+        assert search("beyonce", engine=engine) == []
+        assert [r.album for r in search("bjork", engine=engine)] == ["Homogenic (Remastered)"]
+        assert search("typed by hand", engine=engine) == []  # no search keys: written outside the application
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["transactional", "no-transaction"])
+def test_a_failing_post_migration_step_is_not_recorded_and_runs_again(empty_engine, tmp_path, transactional):
+    folder = "postgres" if empty_engine.dialect.name == "postgresql" else "sqlite"
+    header = "" if transactional else "-- migrate: no-transaction\n"
+    sql = header + "CREATE TABLE IF NOT EXISTS first_table (id INTEGER PRIMARY KEY);"
+    _write_migrations(tmp_path, folder, {"0001_first.sql": sql})
+    runs = []
+
+    def step(conn) -> None:
+        conn.execute("INSERT INTO first_table (id) VALUES (?)", (len(runs),))
+        runs.append(conn.dialect)
+        if len(runs) == 1:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(MigrationError, match="0001_first.sql, step step: disk full"):
+        migrate(empty_engine, root=tmp_path, steps={1: step})
+    assert applied(empty_engine) == []
+    # In a transaction the file and its step are undone together; without one, each statement stays done.
+    assert ("first_table" in sa.inspect(empty_engine).get_table_names()) is not transactional
+    assert [m.version for m in migrate(empty_engine, root=tmp_path, steps={1: step})] == [1]
+    with empty_engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM first_table ORDER BY id")).scalars().all()
+    assert ids == ([1] if transactional else [0, 1])
+
+
+def test_the_search_keys_migration_is_online_and_needs_no_extension_on_postgres():
+    [search_keys] = [m for m in discover("postgresql") if m.version == 14]
+    assert not search_keys.transactional
+    assert search_keys.sql.count("CREATE INDEX CONCURRENTLY") == 4
+    assert "CREATE EXTENSION" not in search_keys.sql and "unaccent" not in search_keys.sql
+    assert latest_version("postgresql") == latest_version("sqlite") >= 14
 
 
 def _write_migrations(root: Path, dialect_folder: str, files: dict[str, str]) -> None:

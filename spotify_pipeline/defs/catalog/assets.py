@@ -1,32 +1,44 @@
 """Raw Spotify pulls, the normalized Spotify catalogue, and the enriched `songs` it feeds."""
 
 import datetime as dt
-from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 
-from spotify_pipeline.defs.catalog.normalize import normalize_tracks
-from spotify_pipeline.defs.partitions import daily_partitions, partition_dates, single_run_backfill
+from spotify_pipeline.defs.catalog.landing import write_catalog
+from spotify_pipeline.defs.partitions import (
+    daily_check,
+    daily_partitions,
+    partition_dates,
+    require_capture_day,
+    single_run_backfill,
+)
 from spotify_pipeline.defs.resources import SpotifyResource
-from spotify_pipeline.defs.scope import EnrichmentScope
 from spotify_pipeline.defs.usage import UsageTracker
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
+from spotify_pipeline.settings import get_settings
 from spotify_pipeline.spotify import SpotifyResponseError, Track
+from spotify_pipeline.warehouse.consistency import (
+    as_utc,
+    catalog_coverage,
+    oldest_raw_fetch,
+    raw_coverage,
+    songs_agreeing_with_matches,
+)
 from spotify_pipeline.warehouse.enrichment import (
     enrich_songs,
     land_raw_partition,
     matched_tracks,
     raw_partition,
     search_view_summary,
-    upsert_catalog,
     utc_now,
 )
 from spotify_pipeline.warehouse.migrations import applied, discover
 
 RAW_ENDPOINT = "tracks"
-RAW_NOT_EMPTY_CHECK = "raw_partition_not_empty"
-UNIQUE_TRACKS_CHECK = "unique_track_ids"
+RAW_COVERAGE_CHECK = "raw_covers_matched_tracks"
+RAW_FRESHNESS_CHECK = "raw_partition_fresh"
+CATALOG_COVERAGE_CHECK = "catalog_covers_raw_pull"
+SONGS_CONSISTENCY_CHECK = "songs_agree_with_matches"
 
 
 @dg.asset(
@@ -36,46 +48,60 @@ UNIQUE_TRACKS_CHECK = "unique_track_ids"
     deps=["spotify_track_matches"],
     pool="spotify_api",
     backfill_policy=single_run_backfill,
-    check_specs=[dg.AssetCheckSpec(
-            RAW_NOT_EMPTY_CHECK, asset="raw_spotify_tracks",
-            description="Fails when songs are matched but the pull landed no track object for them.",
-        )],
+    check_specs=[
+        daily_check(
+            RAW_COVERAGE_CHECK, "raw_spotify_tracks", blocking=True,
+            description="Fails (and holds back the normalized catalogue) when a matched track has no raw row, "
+            "found or not found, in the day's pull.",
+        ),
+        daily_check(
+            RAW_FRESHNESS_CHECK, "raw_spotify_tracks",
+            description="Warns when an object in the day's pull was sent by Spotify longer ago than the track "
+            "cache TTL before the pull (a cache serving stale entries).",
+        ),
+    ],
 )
 def raw_spotify_tracks(
-    context: dg.AssetExecutionContext,
-    config: EnrichmentScope,
-    spotify: SpotifyResource,
-    warehouse: WarehouseResource,
+    context: dg.AssetExecutionContext, spotify: SpotifyResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Spotify track objects of every matched song, as Spotify returned them, per UTC pull date.
 
     Lands in `spotify_raw_responses` (endpoint `tracks`, one row per requested track id; status 404 with
-    no body when Spotify no longer has the track). Reads go through the client's cache (24 h), so a
-    re-run the same day costs no requests. Re-materializing a partition replaces it in one transaction:
-    readers see the old partition or the new one, never a mix.
+    no body when Spotify no longer has the track). `fetched_at` is when Spotify sent the object: reads go
+    through the client's cache (24 h), so a re-run the same day costs no requests and lands the same times.
+    A capture asset: only today's partition can be materialized. Re-materializing it replaces it in one
+    transaction: readers see the old partition or the new one, never a mix.
     """
+    dates = partition_dates(context)
+    require_capture_day(dates, "raw_spotify_tracks")
     usage = UsageTracker(context, spotify, warehouse)
     engine = warehouse.engine
     with engine.connect() as conn:
-        matches = matched_tracks(conn, config.song_ids)
-    track_ids = sorted({track_id for _, track_id in matches})
+        track_ids = sorted({track_id for _, track_id in matched_tracks(conn)})
     client = spotify.get_client()
     tracks = client.get_tracks(track_ids)
-    fetched_at = utc_now()
+    pulled_at = utc_now()
     responses = [
-        {"request_key": track_id, "status": 200 if track is not None else 404, "fetched_at": fetched_at,
-         "body": track.raw if track is not None else None}
+        {
+            "request_key": track_id,
+            "status": 200 if track is not None else 404,
+            "fetched_at": track.fetched_at_utc(default=pulled_at) if track is not None else pulled_at,
+            "body": track.raw if track is not None else None,
+        }
         for track_id, track in tracks.items()
     ]
-    dates = partition_dates(context)
+    day = dates[0]
     with engine.begin() as conn:
-        for day in dates:
-            # An on-demand run (some songs) adds their tracks to the day; only a full pull replaces it.
-            land_raw_partition(conn, day, RAW_ENDPOINT, responses, replace=not config.song_ids)
+        land_raw_partition(conn, day, RAW_ENDPOINT, responses)
+    with engine.connect() as conn:
+        coverage = raw_coverage(conn, day, RAW_ENDPOINT)
+        oldest = oldest_raw_fetch(conn, day, RAW_ENDPOINT)
     missing = sum(1 for r in responses if r["status"] == 404)
+    max_age = dt.timedelta(seconds=get_settings().spotify_track_ttl_s)
+    oldest_age = pulled_at - oldest if oldest is not None else dt.timedelta(0)
     return dg.MaterializeResult(
         metadata={
-            "pull_dates": ", ".join(d.isoformat() for d in dates),
+            "pull_date": day.isoformat(),
             "tracks_requested": len(track_ids),
             "tracks_landed": len(responses) - missing,
             "tracks_not_found": missing,
@@ -83,10 +109,19 @@ def raw_spotify_tracks(
         },
         check_results=[
             dg.AssetCheckResult(
-                check_name=RAW_NOT_EMPTY_CHECK,
-                passed=not matches or len(responses) - missing > 0,
-                metadata={"matched_songs": len(matches), "tracks_landed": len(responses) - missing},
-            )
+                check_name=RAW_COVERAGE_CHECK,
+                passed=coverage.covered == coverage.expected,
+                metadata={"matched_tracks": coverage.expected, "landed": coverage.covered,
+                          "missing_sample": ", ".join(coverage.missing)},
+                description=f"{coverage.covered} of {coverage.expected} matched tracks in the {day} pull",
+            ),
+            dg.AssetCheckResult(
+                check_name=RAW_FRESHNESS_CHECK,
+                passed=oldest_age <= max_age,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"oldest_object_age_hours": round(oldest_age.total_seconds() / 3600, 2),
+                          "max_age_hours": round(max_age.total_seconds() / 3600, 2)},
+            ),
         ],
     )
 
@@ -103,64 +138,65 @@ def raw_spotify_tracks(
             ("spotify_albums", "Albums of those tracks, with the largest cover image."),
         )
     ],
-    check_specs=[dg.AssetCheckSpec(
-            UNIQUE_TRACKS_CHECK, asset="spotify_tracks",
-            description="Fails when a Spotify track id appears more than once in spotify_tracks.",
-        )],
+    check_specs=[
+        daily_check(
+            CATALOG_COVERAGE_CHECK, "spotify_tracks", blocking=True,
+            description="Fails (and holds back the songs enrichment) when a track found in the day's raw pull "
+            "is missing from spotify_tracks, e.g. a body that is not a valid track object.",
+        ),
+    ],
 )
-def spotify_catalog(context: dg.AssetExecutionContext, config: EnrichmentScope, warehouse: WarehouseResource):
+def spotify_catalog(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """The normalized Spotify catalogue: `spotify_tracks`, `spotify_artists`, `spotify_albums` and
     `spotify_track_artists`, upserted from the day's raw partition.
 
-    Artists and albums come from the simplified objects inside each track, so this costs no requests.
-    Fields Spotify removed for Development Mode apps (popularity, followers, genres, label) stay NULL,
-    meaning "not available to this app". A raw body that is not a valid track object is skipped and
-    counted (`bodies_skipped`), never loaded half-way.
+    A derived asset: it reads only what `raw_spotify_tracks` captured, so any captured day can be rebuilt
+    offline with no request (a backfill over several days applies them oldest first: the newest pull is the
+    catalogue's current state). Fields Spotify removed for Development Mode apps (popularity, followers,
+    genres, label) stay NULL, meaning "not available to this app". A raw body that is not a valid track
+    object is skipped and counted (`bodies_skipped`), never loaded half-way.
     """
     engine = warehouse.engine
-    day = partition_dates(context)[-1]  # the newest pull is the catalogue's current state
-    scope = set(config.song_ids)
+    days = partition_dates(context)
     with engine.connect() as conn:
-        wanted = {track_id for _, track_id in matched_tracks(conn, config.song_ids)} if scope else None
-        raw = raw_partition(conn, day, RAW_ENDPOINT)
-    parsed: list[tuple[Track, dt.datetime]] = []
-    skipped: list[str] = []
-    for key, status, fetched_at, body in raw:
-        if status != 200 or (wanted is not None and key not in wanted):
-            continue
-        try:
-            parsed.append((Track.from_json(body, endpoint="raw tracks", requested_id=key), _as_datetime(fetched_at)))
-        except SpotifyResponseError as exc:
-            skipped.append(key)
-            context.log.warning(f"skipped raw track {key}: {exc}")
-    rows = normalize_tracks(parsed)
-    with engine.begin() as conn:
-        counts = upsert_catalog(
-            conn,
-            albums=list(rows.albums.values()),
-            artists=list(rows.artists.values()),
-            tracks=list(rows.tracks.values()),
-            track_artists=rows.track_artists,
+        raw_by_day = {day: raw_partition(conn, day, RAW_ENDPOINT) for day in days}
+    empty = [day.isoformat() for day, raw in raw_by_day.items() if not raw]
+    if empty:
+        raise dg.Failure(
+            f"nothing was captured on {', '.join(empty)} (no raw_spotify_tracks rows): the catalogue of a day "
+            "can only be rebuilt from that day's pull. Nothing was written."
         )
-        duplicates = conn.execute(
-            sa.text("SELECT count(*) - count(DISTINCT track_id) FROM spotify_tracks")
-        ).scalar_one()
-    common = {"pull_date": day.isoformat(), "bodies_skipped": len(skipped)}
-    yield dg.MaterializeResult(asset_key="spotify_tracks", metadata={**common, "tracks_upserted": counts["tracks"]})
-    yield dg.MaterializeResult(asset_key="spotify_artists", metadata={**common, "artists_upserted": counts["artists"]})
-    yield dg.MaterializeResult(asset_key="spotify_albums", metadata={**common, "albums_upserted": counts["albums"]})
+    totals = {"tracks": 0, "artists": 0, "albums": 0}
+    skipped: list[str] = []
+    for day, raw in raw_by_day.items():
+        parsed: list[tuple[Track, dt.datetime]] = []
+        for key, status, fetched_at, body in raw:
+            if status != 200:
+                continue
+            try:
+                parsed.append((Track.from_json(body, endpoint="raw tracks", requested_id=key), as_utc(fetched_at)))
+            except SpotifyResponseError as exc:
+                skipped.append(key)
+                context.log.warning(f"skipped raw track {key} of {day}: {exc}")
+        with engine.begin() as conn:
+            counts = write_catalog(conn, parsed)
+        for kind in totals:
+            totals[kind] += counts[kind]
+    newest = days[-1]
+    with engine.connect() as conn:
+        coverage = catalog_coverage(conn, newest, RAW_ENDPOINT)
+    common = {"pull_dates": ", ".join(d.isoformat() for d in days), "bodies_skipped": len(skipped)}
+    yield dg.MaterializeResult(asset_key="spotify_tracks", metadata={**common, "tracks_upserted": totals["tracks"]})
+    yield dg.MaterializeResult(asset_key="spotify_artists", metadata={**common, "artists_upserted": totals["artists"]})
+    yield dg.MaterializeResult(asset_key="spotify_albums", metadata={**common, "albums_upserted": totals["albums"]})
     yield dg.AssetCheckResult(
         asset_key="spotify_tracks",
-        check_name=UNIQUE_TRACKS_CHECK,
-        passed=duplicates == 0,
-        metadata={"duplicate_track_ids": duplicates},
+        check_name=CATALOG_COVERAGE_CHECK,
+        passed=coverage.covered == coverage.expected,
+        metadata={"raw_tracks": coverage.expected, "in_catalog": coverage.covered,
+                  "missing_sample": ", ".join(coverage.missing)},
+        description=f"{coverage.covered} of {coverage.expected} tracks of the {newest} pull in spotify_tracks",
     )
-
-
-def _as_datetime(value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.fromisoformat(str(value)).replace(tzinfo=dt.timezone.utc)
 
 
 @dg.asset(
@@ -169,8 +205,15 @@ def _as_datetime(value: Any) -> dt.datetime:
     deps=["spotify_track_matches", "spotify_tracks", "spotify_albums", "spotify_popularity_snapshots"],
     # A daily job: older than a day plus slack means the schedule or a run is broken.
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26)),
+    check_specs=[
+        dg.AssetCheckSpec(
+            SONGS_CONSISTENCY_CHECK, asset="songs_enriched", blocking=True,
+            description="Fails when a song's Spotify track id disagrees with its current match: another track, "
+            "none although the matched track was read, or one although the song has no match.",
+        ),
+    ],
 )
-def songs_enriched(config: EnrichmentScope, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def songs_enriched(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The Spotify columns of the local catalogue `songs` (track id, uri, popularity and when it was
     read, preview and album image URLs, explicit, match method and confidence, synced_at).
 
@@ -179,9 +222,20 @@ def songs_enriched(config: EnrichmentScope, warehouse: WarehouseResource) -> dg.
     `spotify_synced_at`. A song whose match was withdrawn by an override gets its Spotify columns cleared.
     """
     with warehouse.engine.begin() as conn:
-        counts = enrich_songs(conn, now=utc_now(), song_ids=config.song_ids)
+        counts = enrich_songs(conn, now=utc_now())
         summary = search_view_summary(conn)
-    return dg.MaterializeResult(metadata={**counts, "songs": summary["rows"], "share_enriched": summary["share_enriched"]})
+        agreeing = songs_agreeing_with_matches(conn)
+    return dg.MaterializeResult(
+        metadata={**counts, "songs": summary["rows"], "share_enriched": summary["share_enriched"]},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=SONGS_CONSISTENCY_CHECK,
+                passed=agreeing.covered == agreeing.expected,
+                metadata={"songs": agreeing.expected, "out_of_step": agreeing.expected - agreeing.covered,
+                          "song_id_sample": ", ".join(agreeing.missing)},
+            )
+        ],
+    )
 
 
 @dg.asset(group_name="spotify", kinds={"sql"}, deps=["songs_enriched"])

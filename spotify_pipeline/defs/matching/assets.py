@@ -1,13 +1,17 @@
 """`spotify_track_matches`: which Spotify track each local song is."""
 
-import dagster as dg
+from collections.abc import Sequence
 
+import dagster as dg
+import sqlalchemy as sa
+
+from spotify_pipeline.defs.partitions import refuse_capture_runs_for_other_days
 from spotify_pipeline.defs.resources import SpotifyResource
-from spotify_pipeline.defs.scope import EnrichmentScope
 from spotify_pipeline.defs.usage import UsageTracker
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
 from spotify_pipeline.matching.matcher import DEFAULT_THRESHOLD, MatchResult, SongToMatch, TrackMatcher
 from spotify_pipeline.warehouse.enrichment import (
+    CatalogSong,
     MatchAttempt,
     apply_overrides,
     match_summary,
@@ -21,7 +25,7 @@ SAVE_EVERY = 100
 MATCH_RATE_CHECK = "match_rate_above_floor"
 
 
-class MatchingConfig(EnrichmentScope):
+class MatchingConfig(dg.Config):
     threshold: float = DEFAULT_THRESHOLD
     """Lowest confidence (0..1) accepted as a match."""
     miss_retry_days: float = 7.0
@@ -54,33 +58,16 @@ def spotify_track_matches(
     `spotify_match_attempts`; a miss is not searched again for `miss_retry_days`; a row in
     `spotify_match_overrides` always wins (a NULL track id there means "not on Spotify").
     """
+    refuse_capture_runs_for_other_days(context)
     usage = UsageTracker(context, spotify, warehouse)
     engine = warehouse.engine
     now = utc_now()
     with engine.begin() as conn:
         overrides_applied = apply_overrides(conn, now=now)
-        songs = songs_to_match(conn, now=now, miss_retry_days=config.miss_retry_days, song_ids=config.song_ids)
+        songs = songs_to_match(conn, now=now, miss_retry_days=config.miss_retry_days)
     context.log.info(f"{len(songs)} songs to match ({overrides_applied} overrides applied)")
-
     matcher = TrackMatcher(spotify.get_client(), threshold=config.threshold)
-    outcomes: dict[str, int] = {}
-    pending: list[MatchResult] = []
-
-    def save() -> None:
-        with engine.begin() as conn:
-            counts = record_match_attempts(conn, (_attempt(r) for r in pending), now=utc_now())
-        for outcome, n in counts.items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + n
-        pending.clear()
-
-    try:
-        for done, result in enumerate(matcher.match_many(_song(s) for s in songs), start=1):
-            pending.append(result)
-            if len(pending) >= SAVE_EVERY:
-                save()
-                context.log.info(f"attempted {done}/{len(songs)} songs")
-    finally:
-        save()  # keep the attempts made before a stop-the-run error (rate limit, quota, outage)
+    outcomes = match_and_record(context.log, matcher, engine, songs)
 
     with engine.connect() as conn:
         summary = match_summary(conn)
@@ -108,7 +95,33 @@ def spotify_track_matches(
     )
 
 
-def _song(song) -> SongToMatch:
+def match_and_record(
+    log: dg.DagsterLogManager, matcher: TrackMatcher, engine: sa.Engine, songs: Sequence[CatalogSong]
+) -> dict[str, int]:
+    """Match `songs`, recording every attempt (and each new match) in batches, so a run that stops keeps
+    what it already learned; returns the count of each outcome."""
+    outcomes: dict[str, int] = {}
+    pending: list[MatchResult] = []
+
+    def save() -> None:
+        with engine.begin() as conn:
+            counts = record_match_attempts(conn, (_attempt(r) for r in pending), now=utc_now())
+        for outcome, n in counts.items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+        pending.clear()
+
+    try:
+        for done, result in enumerate(matcher.match_many(_song(s) for s in songs), start=1):
+            pending.append(result)
+            if len(pending) >= SAVE_EVERY:
+                save()
+                log.info(f"attempted {done}/{len(songs)} songs")
+    finally:
+        save()  # keep the attempts made before a stop-the-run error (rate limit, quota, outage)
+    return outcomes
+
+
+def _song(song: CatalogSong) -> SongToMatch:
     return SongToMatch(
         song_id=song.song_id,
         title=song.title,

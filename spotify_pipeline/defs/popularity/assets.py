@@ -6,22 +6,30 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from spotify_pipeline.defs.partitions import daily_partitions, partition_dates, single_run_backfill, utc_today
+from spotify_pipeline.defs.partitions import (
+    daily_check,
+    daily_partitions,
+    partition_dates,
+    require_capture_day,
+    single_run_backfill,
+)
 from spotify_pipeline.defs.resources import SpotifyResource
-from spotify_pipeline.defs.scope import EnrichmentScope
 from spotify_pipeline.defs.usage import UsageTracker
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
+from spotify_pipeline.warehouse.consistency import snapshot_coverage
 from spotify_pipeline.warehouse.enrichment import (
     matched_tracks,
     popularity_frame,
-    popularity_out_of_range,
     replace_movers,
     utc_now,
     write_popularity_snapshot,
 )
 
-POPULARITY_RANGE_CHECK = "popularity_within_0_100"
+SNAPSHOT_COVERAGE_CHECK = "snapshot_covers_matched_tracks"
 POPULARITY_AVAILABLE_CHECK = "popularity_available"
+#: Spotify leaves popularity out of a track now and then; below this share the snapshot is incomplete and
+#: the day's movers would rank a part of the catalogue as if it were the whole.
+MIN_SNAPSHOT_COVERAGE = 0.95
 MOVERS_SHOWN = 10
 
 
@@ -33,75 +41,76 @@ MOVERS_SHOWN = 10
     deps=["spotify_tracks"],
     pool="spotify_api",
     check_specs=[
-        dg.AssetCheckSpec(
-            POPULARITY_RANGE_CHECK, asset="spotify_popularity_snapshots",
-            description="Fails when a snapshot holds a popularity outside Spotify's 0-100 scale.",
+        daily_check(
+            SNAPSHOT_COVERAGE_CHECK, "spotify_popularity_snapshots", blocking=True,
+            description=f"Fails (and holds back the movers) when fewer than {MIN_SNAPSHOT_COVERAGE:.0%} of the "
+            "matched tracks Spotify has got a popularity reading in the day's snapshot. Passes with nothing to "
+            "judge when the app cannot see popularity.",
         ),
-        dg.AssetCheckSpec(
-            POPULARITY_AVAILABLE_CHECK, asset="spotify_popularity_snapshots",
+        daily_check(
+            POPULARITY_AVAILABLE_CHECK, "spotify_popularity_snapshots",
             description="Warns when this Spotify app cannot read popularity (Development Mode apps since "
             "2026): no snapshots are written then.",
         ),
     ],
 )
 def spotify_popularity_snapshots(
-    context: dg.AssetExecutionContext,
-    config: EnrichmentScope,
-    spotify: SpotifyResource,
-    warehouse: WarehouseResource,
+    context: dg.AssetExecutionContext, spotify: SpotifyResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Spotify popularity (0-100) of every matched track, one row per track per UTC day, in
     `spotify_popularity_snapshots`.
 
-    Spotify only tells today's popularity, so only today's partition can be materialized: any other day
-    fails rather than invent history. Values are at most an hour old (the popularity cache TTL). Apps in
-    Development Mode cannot see popularity: then no rows are written, `popularity_available` is false and
-    a WARN check says so; a NULL is never stored in place of a value.
+    A capture asset: Spotify only tells today's popularity, so only today's partition can be materialized;
+    any other day is refused before anything is written rather than invent history. Values are at most an
+    hour old (the popularity cache TTL) and `captured_at` is when Spotify sent them; the objects the raw pull
+    just fetched are reused, so this costs no request within the hour. Apps in Development Mode cannot see
+    popularity: then nothing is written or deleted, `popularity_available` is false and a WARN check says
+    so; a NULL is never stored in place of a value.
     """
-    usage = UsageTracker(context, spotify, warehouse)
     days = partition_dates(context)
-    today = utc_today()
-    if days != [today]:
-        raise dg.Failure(
-            f"popularity can only be captured for the current UTC day ({today.isoformat()}); partition(s) "
-            f"{', '.join(d.isoformat() for d in days)} would record today's values as another day's"
-        )
+    require_capture_day(days, "spotify_popularity_snapshots")
+    today = days[0]
+    usage = UsageTracker(context, spotify, warehouse)
     engine = warehouse.engine
     with engine.connect() as conn:
-        track_ids = sorted({t for _, t in matched_tracks(conn, config.song_ids)})
+        track_ids = sorted({t for _, t in matched_tracks(conn)})
     client = spotify.get_client()
     tracks = client.get_tracks(track_ids, need_fresh_popularity=True)
     available = client.capabilities.popularity
-    captured_at = utc_now()
+    written = 0
     if available:
+        now = utc_now()
         rows = [
-            {"track_id": track_id, "popularity": track.popularity, "captured_at": captured_at}
+            {"track_id": track_id, "popularity": track.popularity, "captured_at": track.fetched_at_utc(default=now)}
             for track_id, track in tracks.items()
             if track is not None and track.popularity is not None
         ]
         with engine.begin() as conn:
-            # An on-demand run (some songs) adds their tracks to today's snapshot; a full capture replaces it.
-            written = write_popularity_snapshot(conn, today, rows, replace=not config.song_ids)
-            out_of_range = popularity_out_of_range(conn, today)
+            written = write_popularity_snapshot(conn, today, rows)
     else:
         # A belief about the app is no reason to touch what an earlier capture stored for today.
-        with engine.connect() as conn:
-            out_of_range = popularity_out_of_range(conn, today)
-        written = 0
         context.log.warning(
             "this Spotify app cannot see popularity (Development Mode): today's snapshot is left as it is"
         )
+    with engine.connect() as conn:
+        coverage = snapshot_coverage(conn, today)
+    complete = not available or coverage.share >= MIN_SNAPSHOT_COVERAGE
     return dg.MaterializeResult(
         metadata={
             "snapshot_date": today.isoformat(),
             "rows": written,
             "tracks": len(track_ids),
+            "coverage": round(coverage.share, 4),
             "popularity_available": available,
             **usage.metadata(),
         },
         check_results=[
             dg.AssetCheckResult(
-                check_name=POPULARITY_RANGE_CHECK, passed=out_of_range == 0, metadata={"out_of_range": out_of_range}
+                check_name=SNAPSHOT_COVERAGE_CHECK,
+                passed=complete,
+                metadata={"matched_tracks": coverage.expected, "snapshotted": coverage.covered,
+                          "coverage": round(coverage.share, 4), "missing_sample": ", ".join(coverage.missing)},
+                description=None if available else "popularity unavailable to this app: nothing to judge",
             ),
             dg.AssetCheckResult(
                 check_name=POPULARITY_AVAILABLE_CHECK,
@@ -129,6 +138,8 @@ def spotify_popularity_movers(context: dg.AssetExecutionContext, warehouse: Ware
     snapshot 7 days before; tracks that moved are ranked by the size of the move against the previous
     snapshot. The metadata shows the top movers as a table. With no snapshots to compare (the first
     day, or a Development Mode app that has no popularity) there is nothing to rank, and it says so.
+    A derived asset: any captured day can be recomputed offline. In the daily job it waits for a complete
+    snapshot (the blocking coverage check); computed from an incomplete one, its metadata says `partial`.
     """
     days = partition_dates(context)
     engine = warehouse.engine
@@ -139,16 +150,26 @@ def spotify_popularity_movers(context: dg.AssetExecutionContext, warehouse: Ware
     with engine.begin() as conn:
         written = sum(replace_movers(conn, day, movers) for day, movers in by_day.items())
     movers = by_day[days[-1]]  # the metadata shows the newest day
+    with engine.connect() as conn:
+        coverage = snapshot_coverage(conn, days[-1])
+    completeness = {"snapshot_coverage": round(coverage.share, 4), "partial": coverage.share < MIN_SNAPSHOT_COVERAGE}
     if movers.empty:
         reason = "no popularity snapshot for this day" if frame[frame.snapshot_date == days[-1]].empty else (
             "no earlier snapshot to compare with"
         )
         return dg.MaterializeResult(
-            metadata={"movers": written, "summary": dg.MetadataValue.md(f"Nothing to compare: {reason}.")}
+            metadata={"movers": written, **completeness,
+                      "summary": dg.MetadataValue.md(f"Nothing to compare: {reason}.")}
+        )
+    if completeness["partial"]:
+        context.log.warning(
+            f"the {days[-1]} snapshot covers {coverage.share:.0%} of the matched tracks: these movers rank only "
+            "part of the catalogue"
         )
     return dg.MaterializeResult(
         metadata={
             "movers": written,
+            **completeness,
             "risers": int((movers.direction == "riser").sum()),
             "fallers": int((movers.direction == "faller").sum()),
             "top_movers": dg.MetadataValue.md(_markdown(movers, names)),

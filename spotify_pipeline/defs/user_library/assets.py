@@ -5,14 +5,14 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from spotify_pipeline.defs.catalog.normalize import normalize_tracks
+from spotify_pipeline.defs.catalog.landing import write_catalog
 from spotify_pipeline.defs.resources import SpotifyResource
 from spotify_pipeline.defs.usage import UsageTracker
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
 from spotify_pipeline.settings import get_settings
 from spotify_pipeline.spotify import Track
 from spotify_pipeline.spotify.user_auth import assess_refresh_token
-from spotify_pipeline.warehouse.enrichment import upsert_catalog, utc_now
+from spotify_pipeline.warehouse.enrichment import utc_now
 from spotify_pipeline.warehouse.tokens import SqlTokenStore
 from spotify_pipeline.warehouse.user_library import add_plays, last_played_at_ms, sync_saved_tracks
 
@@ -20,8 +20,6 @@ from spotify_pipeline.warehouse.user_library import add_plays, last_played_at_ms
 accounts_partitions = dg.DynamicPartitionsDefinition(name="spotify_accounts")
 
 REFRESH_TOKEN_CHECK = "refresh_token_valid"
-# Popularity belongs to the daily snapshots; the user endpoints may omit it, and must not erase it.
-_SNAPSHOT_ONLY_COLUMNS = ("popularity", "popularity_read_at")
 
 
 def token_store(warehouse: WarehouseResource) -> SqlTokenStore:
@@ -29,18 +27,11 @@ def token_store(warehouse: WarehouseResource) -> SqlTokenStore:
 
 
 def _land_tracks(warehouse: WarehouseResource, tracks: Iterable[Track], fetched_at: dt.datetime) -> int:
-    """Tracks seen in a library go through the daily job's normalization into the catalogue tables."""
-    rows = normalize_tracks((track, fetched_at) for track in tracks)
-    track_rows = [{k: v for k, v in row.items() if k not in _SNAPSHOT_ONLY_COLUMNS} for row in rows.tracks.values()]
+    """Tracks seen in a library go into the catalogue tables; their popularity (which the user endpoints may
+    omit) stays the daily snapshot's."""
     with warehouse.engine.begin() as conn:
-        upsert_catalog(
-            conn,
-            albums=list(rows.albums.values()),
-            artists=list(rows.artists.values()),
-            tracks=track_rows,
-            track_artists=rows.track_artists,
-        )
-    return len(track_rows)
+        counts = write_catalog(conn, ((track, fetched_at) for track in tracks), with_popularity=False)
+    return counts["tracks"]
 
 
 @dg.asset(

@@ -10,6 +10,7 @@ launches `spotify_daily_refresh` for today through the code location, as the UI 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -67,6 +68,10 @@ def local_profile_env(settings: Settings, project_dir: Path) -> dict[str, str]:
         "SPOTIFY_CLIENT_SECRET": TEST_CLIENT_SECRET,
         "SPOTIFY_RATE_LIMIT_PER_MINUTE": str(DEMO_RATE_PER_MINUTE),
         "SPOTIFY_TOKEN_KEY_FILE": str(_absolute(project_dir, settings.spotify_token_key_file)),
+        # The daily partitions start at the first capture, which the first setup of this folder is.
+        "SPOTIFY_FIRST_CAPTURE_DATE": existing.get("SPOTIFY_FIRST_CAPTURE_DATE")
+        or settings.spotify_first_capture_date
+        or utc_today().isoformat(),
     }
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
@@ -173,7 +178,9 @@ def launch_and_wait(
         location_name=LOCATION_NAME,
     )
     with ExitStack() as stack:
-        with _output_of_children_to(log_file):  # the code server starts now; the run's processes are its children
+        # The code server starts now, in the project folder (Dagster loads that folder's .env, as `dagster dev`
+        # there does); the run's processes are its children and inherit its folder and output.
+        with _output_of_children_to(log_file), contextlib.chdir(working_directory):
             process_context = stack.enter_context(
                 WorkspaceProcessContext(instance, target, code_server_log_level="WARNING")
             )

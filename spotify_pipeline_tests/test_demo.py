@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import dagster as dg
@@ -21,6 +22,7 @@ def test_demo_runs_the_daily_job_through_the_code_location_and_reuses_its_work_t
     assert env["DAGSTER_HOME"] == str(local_project.directory / ".dagster")
     assert env["SPOTIFY_EMULATOR"] == "extended" and is_answering(env["SPOTIFY_API_BASE_URL"])
     assert env["DATABASE_URL"] == local_project.settings.database_url
+    assert env["SPOTIFY_FIRST_CAPTURE_DATE"] <= dt.datetime.now(dt.timezone.utc).date().isoformat()
 
     # The run belongs to the code location, as a UI launch does: the job page lists it and it re-executes.
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:

@@ -20,7 +20,7 @@ from pathlib import Path
 from spotify_pipeline.matching.matcher import MatchResult, SearchClient, SongToMatch, TrackMatcher
 from spotify_pipeline.matching.normalize import normalize_isrc, query_value
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 SAMPLE_CSV = DATA_DIR / "sample_catalog.csv"
 LABELS_CSV = DATA_DIR / "sample_catalog_labels.csv"
 

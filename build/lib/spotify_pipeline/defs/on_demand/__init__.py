@@ -1,0 +1,1 @@
+"""On-demand enrichment: songs queued by `spotify-pipeline search --enrich` become scoped enrichment runs."""

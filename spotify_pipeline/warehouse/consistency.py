@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 #: How many offending keys a result carries (for check metadata); the counts are always complete.
 SAMPLE_SIZE = 10
+_IDS_PER_QUERY = 10_000
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,18 @@ def songs_agreeing_with_matches(conn: sa.Connection) -> Coverage:
     wrong = conn.execute(sa.text(f"SELECT count(*) {disagree}")).scalar_one()
     sample = conn.execute(sa.text(f"SELECT s.id {disagree} ORDER BY s.id LIMIT :n"), {"n": SAMPLE_SIZE}).scalars().all()
     return Coverage(int(total), int(total) - int(wrong), [str(i) for i in sample])
+
+
+def track_read_times(conn: sa.Connection, track_ids: list[str]) -> dict[str, dt.datetime]:
+    """When Spotify sent the version of each track the catalogue holds (tracks it does not hold are absent)."""
+    query = sa.text(
+        "SELECT track_id, fetched_at FROM spotify_tracks WHERE track_id IN :ids AND fetched_at IS NOT NULL"
+    ).bindparams(sa.bindparam("ids", expanding=True))
+    held: dict[str, dt.datetime] = {}
+    for start in range(0, len(track_ids), _IDS_PER_QUERY):  # SQLite caps the parameters of one statement
+        rows = conn.execute(query, {"ids": track_ids[start : start + _IDS_PER_QUERY]}).all()
+        held.update((track_id, as_utc(fetched_at)) for track_id, fetched_at in rows)
+    return held
 
 
 def as_utc(value: object) -> dt.datetime:

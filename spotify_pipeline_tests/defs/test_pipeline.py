@@ -20,6 +20,8 @@ from spotify_pipeline.defs.popularity.assets import (
     spotify_popularity_movers,
     spotify_popularity_snapshots,
 )
+from spotify_pipeline.warehouse.consistency import as_utc
+from spotify_pipeline.warehouse.enrichment import land_raw_partition, raw_partition
 from spotify_pipeline_tests.defs.conftest import make_pipeline, table_fingerprint
 
 TODAY = utc_today().isoformat()
@@ -158,9 +160,12 @@ def test_derived_assets_rebuild_a_captured_day_offline(pipeline):
     assert pipeline.materialize().success
     yesterday = (utc_today() - dt.timedelta(days=1)).isoformat()
     with pipeline.engine.begin() as conn:  # a day captured earlier: its raw pull and snapshot are stored
-        conn.execute(sa.text("INSERT INTO spotify_raw_responses (pull_date, endpoint, request_key, status, fetched_at, body) "
-                             "SELECT :y, endpoint, request_key, status, fetched_at, body FROM spotify_raw_responses "
-                             "WHERE pull_date = :d"), {"y": yesterday, "d": TODAY})
+        earlier = [
+            {"request_key": key, "status": status, "body": None if body is None else {**body, "name": "Old name"},
+             "fetched_at": as_utc(fetched_at) - dt.timedelta(days=1)}
+            for key, status, fetched_at, body in raw_partition(conn, utc_today(), "tracks")
+        ]
+        land_raw_partition(conn, dt.date.fromisoformat(yesterday), "tracks", earlier)
         conn.execute(sa.text("INSERT INTO spotify_popularity_snapshots (snapshot_date, track_id, popularity, captured_at) "
                              "SELECT :y, track_id, popularity, captured_at FROM spotify_popularity_snapshots "
                              "WHERE snapshot_date = :d"), {"y": yesterday, "d": TODAY})
@@ -177,6 +182,10 @@ def test_derived_assets_rebuild_a_captured_day_offline(pipeline):
     assert {e.partition for e in tracks} == {yesterday, TODAY}  # one materialization per captured day
     assert tracks[0].materialization.metadata["pull_dates"].value == f"{yesterday}, {TODAY}"
     assert _checks(result)["catalog_covers_raw_pull"].passed
+    # Rebuilding the older day alone rolls nothing back to its reads: the newest read of a track wins.
+    assert pipeline.materialize([spotify_catalog], partition_key=yesterday).success
+    assert pipeline.scalar("SELECT count(*) FROM spotify_tracks WHERE name = 'Old name'") == 0
+    assert pipeline.emulator.stats()["total_requests"] == 0
 
     never_captured = (utc_today() - dt.timedelta(days=3)).isoformat()
     refused = pipeline.materialize([spotify_catalog], partition_key=never_captured)

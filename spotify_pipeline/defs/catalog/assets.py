@@ -23,6 +23,7 @@ from spotify_pipeline.warehouse.consistency import (
     oldest_raw_fetch,
     raw_coverage,
     songs_agreeing_with_matches,
+    track_read_times,
 )
 from spotify_pipeline.warehouse.enrichment import (
     enrich_songs,
@@ -151,8 +152,8 @@ def spotify_catalog(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     `spotify_track_artists`, upserted from the day's raw partition.
 
     A derived asset: it reads only what `raw_spotify_tracks` captured, so any captured day can be rebuilt
-    offline with no request (a backfill over several days applies them oldest first: the newest pull is the
-    catalogue's current state). Fields Spotify removed for Development Mode apps (popularity, followers,
+    offline with no request. The newest read of a track wins: rebuilding an older day fills in only what the
+    catalogue lacks or holds an older read of, so a backfill never rolls the catalogue back. Fields Spotify removed for Development Mode apps (popularity, followers,
     genres, label) stay NULL, meaning "not available to this app". A raw body that is not a valid track
     object is skipped and counted (`bodies_skipped`), never loaded half-way.
     """
@@ -179,7 +180,11 @@ def spotify_catalog(context: dg.AssetExecutionContext, warehouse: WarehouseResou
                 skipped.append(key)
                 context.log.warning(f"skipped raw track {key} of {day}: {exc}")
         with engine.begin() as conn:
-            counts = write_catalog(conn, parsed)
+            # The newest read wins: rebuilding an older day only fills in what the catalogue lacks or holds
+            # an older read of, never rolls a track back.
+            held = track_read_times(conn, [track.requested_id for track, _ in parsed])
+            newer_or_new = [(t, at) for t, at in parsed if t.requested_id not in held or at >= held[t.requested_id]]
+            counts = write_catalog(conn, newer_or_new)
         for kind in totals:
             totals[kind] += counts[kind]
     newest = days[-1]

@@ -174,6 +174,9 @@ class Settings:
         return [f.metadata["env"] for f in fields(Settings)]
 
 
+_KIND_NAMES = {int: "a whole number", float: "a number"}
+
+
 def _convert(spec: EnvVar, raw: str) -> Any:
     kind = type(spec.default) if spec.default is not None else str
     try:
@@ -181,7 +184,7 @@ def _convert(spec: EnvVar, raw: str) -> Any:
             return raw.lower() in {"1", "true", "yes", "on"}
         return kind(raw)
     except ValueError:
-        raise SettingsError(f"{spec.name} must be a {kind.__name__}, got {raw!r}") from None
+        raise SettingsError(f"{spec.name} must be {_KIND_NAMES.get(kind, 'a ' + kind.__name__)}, got {raw!r}") from None
 
 
 def get_settings() -> Settings:

@@ -104,7 +104,7 @@ def test_a_sqlite_warehouse_whose_folder_cannot_be_created(tmp_path):
 
 def test_a_settings_error(sqlite_url):
     result = _run(["search", "bjorn"], DATABASE_URL=sqlite_url, SPOTIFY_RATE_LIMIT_PER_MINUTE="lots")
-    _assert_short_error(result, "SPOTIFY_RATE_LIMIT_PER_MINUTE must be a int, got 'lots'")
+    _assert_short_error(result, "SPOTIFY_RATE_LIMIT_PER_MINUTE must be a whole number, got 'lots'")
 
 
 def test_debug_shows_the_original_exception_instead(sqlite_url):

@@ -22,13 +22,8 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
-# Letters NFKD leaves alone but that hand-typed libraries spell with plain ASCII.
-_TRANSLITERATE = str.maketrans(
-    {
-        "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ß": "ss", "ł": "l", "Ł": "L",
-        "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH", "ı": "i",
-    }
-)
+from spotify_pipeline.text import ASCII_LETTERS
+
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _AMPERSAND = re.compile(r"\s*(?:&|\+)\s*")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -76,7 +71,7 @@ def fold(text: str | None) -> str:
     ``&``/``+`` spelled ``and``: ``fold("Don't Stop & Gö!") == "dont stop and go"``."""
     if not text:
         return ""
-    text = text.translate(_TRANSLITERATE)
+    text = text.translate(ASCII_LETTERS)
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     stripped = _APOSTROPHES.sub("", stripped.casefold())

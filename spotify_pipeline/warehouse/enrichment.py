@@ -282,14 +282,6 @@ def write_popularity_snapshot(
     return written
 
 
-def popularity_out_of_range(conn: sa.Connection, snapshot_date: dt.date) -> int:
-    return conn.execute(
-        sa.text("SELECT count(*) FROM spotify_popularity_snapshots WHERE snapshot_date = :d "
-                "AND (popularity < 0 OR popularity > 100)"),
-        {"d": snapshot_date.isoformat()},
-    ).scalar_one()
-
-
 def popularity_frame(conn: sa.Connection, since: dt.date, until: dt.date) -> pd.DataFrame:
     """Snapshots between two days (inclusive) as a DataFrame: snapshot_date (date), track_id, popularity."""
     frame = pd.read_sql(

@@ -35,10 +35,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-# The letters NFKD leaves whole but people type without their stroke or ligature (ø, æ, ß, ł ...): the
-# matcher's rule, so search and matching agree on what counts as the same spelling.
-from spotify_pipeline.matching.normalize import _TRANSLITERATE as TRANSLITERATE_LETTERS
 from spotify_pipeline.settings import get_settings
+from spotify_pipeline.text import ASCII_LETTERS
 from spotify_pipeline.warehouse.engine import create_engine, read_timestamp
 
 MAX_QUERY_CHARS = 200
@@ -62,7 +60,7 @@ def fold_for_search(text: str) -> str:
     """
     if text.isascii():  # most catalogue text: the rule below reduces to this, several times faster
         return " ".join(text.lower().split())
-    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(TRANSLITERATE_LETTERS))
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(ASCII_LETTERS))
     return " ".join(unicodedata.normalize("NFC", _DIACRITICS.sub("", decomposed)).split())
 
 

@@ -1,1 +1,0 @@
-"""Dagster definitions, one folder per concern; `spotify_pipeline.definitions` loads them all."""

@@ -1,1 +1,0 @@
-"""On-demand enrichment: songs queued by `spotify-pipeline search --enrich` become scoped enrichment runs."""

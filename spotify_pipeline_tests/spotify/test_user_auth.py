@@ -134,7 +134,7 @@ def test_authorize_url_carries_a_fresh_state_and_an_s256_challenge(emulator) -> 
 
 def test_pkce_by_requests_oauthlib_the_verifier_sent_at_exchange_matches_the_challenge(rsps) -> None:
     """HTTP mocked: the authorize URL comes from requests-oauthlib, and the exchange sends its verifier."""
-    app = OAuthApp(client_id="pkce-client", client_secret="pkce-secret-0123456789",
+    app = OAuthApp(client_id="pkce-client", client_secret="fake-secret",
                    accounts_base_url="https://accounts.spotify.test", api_base_url="https://api.spotify.test/v1")
     request = build_authorization_request(app, loopback_redirect_uri(8888), "user-library-read")
     url = urlsplit(request.url)

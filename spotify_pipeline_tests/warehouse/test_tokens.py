@@ -234,13 +234,13 @@ def test_a_refresh_commits_each_write_at_once_and_an_error_before_saving_writes_
     # it back. A refresh's own save is not taken for a new login by the write after it.
     with pytest.raises(RuntimeError, match="after the save"):
         with store.refreshing("alice") as txn:
-            txn.save(tokens(access_token="BQ-saved-before-the-error", refresh_token="AQ-saved-before-the-error"))
-            assert store.load("alice").refresh_token == "AQ-saved-before-the-error"  # committed, seen by all
+            txn.save(tokens(access_token="BQ-saved-early", refresh_token="AQ-saved-early"))
+            assert store.load("alice").refresh_token == "AQ-saved-early"  # committed, seen by all
             txn.mark_needs_reauth()
             raise RuntimeError("after the save")
     kept = store.load("alice")
     assert (kept.access_token, kept.refresh_token, kept.needs_reauth) == (
-        "BQ-saved-before-the-error", "AQ-saved-before-the-error", True,
+        "BQ-saved-early", "AQ-saved-early", True,
     )
 
     store.save(tokens())  # a new login clears the flag
@@ -372,22 +372,22 @@ def test_a_logout_during_the_refresh_stays_a_logout(store, engine, key) -> None:
 
 def test_a_login_during_the_refresh_is_kept_and_the_refresh_dropped(store, caplog) -> None:
     store.save(tokens())
-    newer_login = tokens(access_token="BQ-newer-login-access", refresh_token="AQ-newer-login-refresh")
+    newer_login = tokens(access_token="BQ-newer-login", refresh_token="AQ-newer-login")
     with store.refreshing("alice") as txn:
         finishes_promptly(lambda: store.save(newer_login))
         txn.save(tokens(access_token="BQ-refreshed-access", refresh_token="AQ-rotated-refresh"))
     kept = store.load("alice")
-    assert (kept.access_token, kept.refresh_token) == ("BQ-newer-login-access", "AQ-newer-login-refresh")
+    assert (kept.access_token, kept.refresh_token) == ("BQ-newer-login", "AQ-newer-login")
     assert "'alice' was logged in again while its tokens were being refreshed" in caplog.text
 
 
 def test_a_refused_refresh_does_not_flag_a_login_made_meanwhile(store) -> None:
     store.save(tokens())
     with store.refreshing("alice") as txn:
-        finishes_promptly(lambda: store.save(tokens(refresh_token="AQ-newer-login-refresh")))
+        finishes_promptly(lambda: store.save(tokens(refresh_token="AQ-newer-login")))
         txn.mark_needs_reauth()  # Spotify refused the old refresh token, not the new one
     kept = store.load("alice")
-    assert (kept.refresh_token, kept.needs_reauth) == ("AQ-newer-login-refresh", False)
+    assert (kept.refresh_token, kept.needs_reauth) == ("AQ-newer-login", False)
 
 
 def test_a_key_rotation_during_the_refresh_keeps_the_refreshed_tokens(engine) -> None:

@@ -5,6 +5,9 @@ generator runs in another: asyncio keep-alive connections speaking minimal HTTP/
 far less CPU than the server and the figure measures the emulator, not the generator. Every response
 must be a 200 with a full body, or the run fails.
 
+Also: how long the emulator takes to start on a real catalogue file, the matching corpus
+(`../shared/matching-corpus/catalog.jsonl.gz` from the repository root; skipped when it is absent).
+
     python bench/emulator_rps.py [--quick]
 """
 
@@ -16,14 +19,18 @@ import json
 import multiprocessing
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from spotify_pipeline.emulator.app import create_app
+from spotify_pipeline.emulator.config import EmulatorConfig
 from spotify_pipeline.emulator.testing import run_emulator_process
 
 CONNECTIONS = 32
 TRACK_IDS = 200
+MATCHING_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "matching-corpus" / "catalog.jsonl.gz"
 
 
 async def _connection(host: str, port: int, requests_bytes: list[bytes], stop_at: float, counts: dict[str, int]) -> None:
@@ -86,6 +93,17 @@ def _generate_load(
     return result
 
 
+def catalog_load(path: Path = MATCHING_CORPUS) -> dict[str, Any]:
+    """Seconds from a catalogue file to an emulator ready to serve it (records, search index, renderer);
+    empty when the file is absent."""
+    if not path.is_file():
+        return {}
+    started = time.perf_counter()
+    app = create_app(EmulatorConfig(catalog_path=str(path)))
+    seconds = time.perf_counter() - started
+    return {"catalog_load_s": round(seconds, 2), "catalog_tracks": len(app.state.emulator.catalog.tracks)}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure; returns {"rps": float, "requests": int, "failed": int, "seconds": float, "health_rps", ...}."""
     seconds = 3.0 if quick else 10.0
@@ -118,6 +136,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "server_counted": served,
         "health_rps": round(health["ok"] / health["elapsed_s"], 1),
         "cpus": os.cpu_count(),
+        **catalog_load(),
     }
 
 

@@ -10,6 +10,7 @@ Manners every command shares, implemented once here:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -27,6 +28,7 @@ from spotify_pipeline.settings import Settings, SettingsError
 from spotify_pipeline.warehouse import create_engine
 from spotify_pipeline.warehouse.catalog import CatalogFileError, LoadProgress, load_catalog, sample_catalog_path
 from spotify_pipeline.warehouse.engine import DatabaseUrlError
+from spotify_pipeline.warehouse.export import NothingToExportError, export_raw_tracks
 from spotify_pipeline.warehouse.migrations import MigrationError, applied, latest_version, migrate
 from spotify_pipeline.warehouse.search import SearchQueryError, SearchResult, search
 
@@ -79,7 +81,9 @@ class _ExpectedFailuresGroup(click.Group):
 def describe_failure(exc: Exception, database_url: str | None) -> str | None:
     """What went wrong and what to do, in a line or two; None when `exc` is not an expected failure (a bug,
     which keeps its traceback). `database_url` is the warehouse the command used, if it got that far."""
-    if isinstance(exc, (SettingsError, DatabaseUrlError, MigrationError, CatalogFileError, SearchQueryError)):
+    if isinstance(
+        exc, (SettingsError, DatabaseUrlError, MigrationError, CatalogFileError, SearchQueryError, NothingToExportError)
+    ):
         return str(exc)
     if database_url is None or not isinstance(exc, sa.exc.DBAPIError):
         return None
@@ -248,6 +252,27 @@ def seed_catalog_command(ctx: _CliContext, path: Path | None) -> None:
         f"read {report.rows_read} rows: {report.rows_loaded} loaded ({report.songs_added} new songs), "
         f"{report.rows_skipped} skipped"
     )
+
+
+@main.command("export-catalog")
+@click.option(
+    "--out", "path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines file to write (gzipped when the name ends in .gz).",
+)
+@click.option(
+    "--date", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+    help="Export the pulls as they stood on this UTC pull date (YYYY-MM-DD). Default: the latest.",
+)
+@pass_context
+def export_catalog_command(ctx: _CliContext, path: Path, as_of: dt.datetime | None) -> None:
+    """Write the warehouse's raw track pulls as a catalogue the emulator serves (record and replay).
+
+    Every track id's latest pulled object, one per line: `spotify-pipeline emulator --catalog FILE` then
+    answers as Spotify answered the pipeline, offline."""
+    report = export_raw_tracks(ctx.engine(), path, as_of.date() if as_of is not None else None)
+    left_out = f" ({report.not_found:,} not found by their latest pull, left out)" if report.not_found else ""
+    click.echo(f"wrote {report.tracks:,} track objects to {path}{left_out}")
+    click.echo(f"serve them: spotify-pipeline emulator --catalog {path}")
 
 
 @main.command("search")

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spotify_pipeline.emulator.accounts import Accounts
 from spotify_pipeline.emulator.catalog import Catalog
+from spotify_pipeline.emulator.catalog_file import load_catalog_file
 from spotify_pipeline.emulator.clock import Clock
 from spotify_pipeline.emulator.config import EmulatorConfig
 from spotify_pipeline.emulator.control import control_routes
@@ -32,7 +33,11 @@ class Emulator:
         self.initial_config = config
         self.config = config
         self.clock = Clock()
-        self.catalog = Catalog(config.seed, config.catalog_size)
+        self.catalog = (
+            load_catalog_file(config.catalog_path, config.seed)
+            if config.catalog_path
+            else Catalog(config.seed, config.catalog_size)
+        )
         self.renderer = Renderer(self.catalog)
         self.search_index = TrackSearchIndex(self.catalog)
         self.library = UserLibrary(self.catalog, config.test_user_id)

@@ -1,4 +1,7 @@
-"""The emulator's synthetic catalogue: artists, albums and tracks derived from a seed.
+"""The emulator's catalogue: artists, albums and tracks, synthetic (derived from a seed) or read from a file.
+
+A `Catalog(seed, size)` is synthetic; `catalog_file.load_catalog_file` builds one from real track objects
+with `Catalog.from_records`. Either way every route, mode and fault works on the same records.
 
 Generation is *prefix-stable*: album `j` (and every artist it introduces) depends only on the seed and
 on albums `0..j-1`, never on the requested catalogue size. A catalogue of 10,000 tracks is therefore the
@@ -52,15 +55,16 @@ def spotify_id(seed: int, kind: str, index: int) -> str:
     return "".join(chars)
 
 
-def _hex(seed: int, kind: str, index: int, length: int) -> str:
-    return hashlib.blake2b(f"{seed}:{kind}:{index}".encode(), digest_size=length // 2 + 1).hexdigest()[:length]
+def derived_hex(seed: int, kind: str, key: int | str, length: int) -> str:
+    """`length` hex digits derived from (seed, kind, key): the variable part of image and preview URLs."""
+    return hashlib.blake2b(f"{seed}:{kind}:{key}".encode(), digest_size=length // 2 + 1).hexdigest()[:length]
 
 
 @dataclass(frozen=True, slots=True)
 class Image:
     url: str
-    height: int
-    width: int
+    height: int | None  # Spotify sends null sizes for some images
+    width: int | None
 
 
 @dataclass(slots=True)
@@ -92,6 +96,10 @@ class Album:
     images: tuple[Image, ...]
     copyright_year: int
     track_indices: list[int] = field(default_factory=list)
+    # What a catalogue file states; None: derived (the tracks held, the licensing model in render.py).
+    # A file may hold a few tracks of a 12-track album, and its object still says 12.
+    total_tracks: int | None = None
+    available_markets: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -127,10 +135,32 @@ class Catalog:
         self._titles_by_artist: dict[int, set[str]] = {}
         while len(self.tracks) < size:
             self._add_album(len(self.albums))
+        self._build_lookups()
+
+    @classmethod
+    def from_records(cls, seed: int, artists: list[Artist], albums: list[Album], tracks: list[Track]) -> Catalog:
+        """A catalogue of ready-made records (each record's `index` is its position in its list).
+
+        `seed` still drives what is derived per request: day-to-day popularity, relinking, licensing."""
+        catalog = cls.__new__(cls)  # skips generation; the records are given
+        catalog.seed = seed
+        catalog.size = len(tracks)
+        catalog.artists, catalog.albums, catalog.tracks = artists, albums, tracks
+        catalog._build_lookups()
+        return catalog
+
+    def _build_lookups(self) -> None:
         self.track_by_id = {t.id: t for t in self.tracks}
         self.album_by_id = {a.id: a for a in self.albums}
-        self.artist_by_id = {a.id: a for a in self.artists}
-        self.track_by_isrc = {t.isrc: t for t in self.tracks}
+        # An artist id may stand for several records (one per spelling a file credits it under): the first wins.
+        self.artist_by_id: dict[str, Artist] = {}
+        for artist in self.artists:
+            self.artist_by_id.setdefault(artist.id, artist)
+        # One recording (one ISRC) is often on several releases: a single, its album, a compilation.
+        self.tracks_by_isrc: dict[str, list[Track]] = {}
+        for track in self.tracks:
+            if track.isrc:
+                self.tracks_by_isrc.setdefault(track.isrc, []).append(track)
 
     # -- generation -----------------------------------------------------------------------------------
 
@@ -157,7 +187,7 @@ class Catalog:
             genres=tuple(sorted(rng.sample(names.GENRES, rng.randint(0, 3)))),
             followers=int(10 ** (1 + popularity / 100 * 6.5) * rng.uniform(0.6, 1.4)),
             popularity=popularity,
-            images=_images(_hex(self.seed, "artist-image", index, 24), "ab676161", ((640, "0000e5eb"), (320, "00005174"), (160, "0000f178"))),
+            images=artist_images(derived_hex(self.seed, "artist-image", index, 24)),
             isrc_registrant=registrant,
             label=rng.choice(names.LABELS),
         )
@@ -201,7 +231,7 @@ class Catalog:
             label=artist.label,
             upc=f"{rng.randrange(10**11, 10**12)}",
             popularity=max(0, min(100, artist.popularity + rng.randint(-15, 10))),
-            images=_images(_hex(self.seed, "album-image", index, 24), "ab67616d", ((640, "0000b273"), (300, "00001e02"), (64, "00004851"))),
+            images=_images(derived_hex(self.seed, "album-image", index, 24), "ab67616d", ((640, "0000b273"), (300, "00001e02"), (64, "00004851"))),
             copyright_year=year,
         )
         self.albums.append(album)
@@ -256,7 +286,7 @@ class Catalog:
                 duration_ms=int(rng.triangular(105_000, 420_000, 205_000)),
                 explicit=rng.random() < 0.15,
                 isrc=isrc,
-                preview_url=f"https://p.scdn.co/mp3-preview/{_hex(self.seed, 'preview', index, 40)}"
+                preview_url=f"https://p.scdn.co/mp3-preview/{derived_hex(self.seed, 'preview', index, 40)}"
                 if rng.random() < 0.3 else None,
                 base_popularity=max(0, min(100, int(album.popularity * 0.8 + album_rng.randint(-12, 20)))),
                 base_title=title,
@@ -282,6 +312,11 @@ class Catalog:
         swing = abs((ordinal + swing_phase) % 28 - 14) - 7
         noise = stable_hash(self.seed, "pop", track.index, ordinal) % 7 - 3  # -3..3
         return max(0, min(100, track.base_popularity + swing + noise))
+
+
+def artist_images(digest: str) -> tuple[Image, ...]:
+    """An artist's three image sizes, Spotify-shaped URLs whose variable part is `digest`."""
+    return _images(digest, "ab676161", ((640, "0000e5eb"), (320, "00005174"), (160, "0000f178")))
 
 
 def _images(digest: str, prefix: str, sizes: tuple[tuple[int, str], ...]) -> tuple[Image, ...]:

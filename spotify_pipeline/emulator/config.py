@@ -18,7 +18,7 @@ TEST_CLIENT_SECRET = "emulator-test-secret"
 TEST_USER_ID = "emulator-test-user"
 
 # Fields that shape the catalogue; changing them means building a new emulator, not patching this one.
-STARTUP_ONLY_FIELDS = frozenset({"seed", "catalog_size", "clients"})
+STARTUP_ONLY_FIELDS = frozenset({"seed", "catalog_size", "catalog_path", "clients"})
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,9 @@ class EmulatorConfig:
 
     mode: Mode = "extended"
     seed: int = DEFAULT_SEED
-    catalog_size: int = DEFAULT_CATALOG_SIZE
+    catalog_size: int = DEFAULT_CATALOG_SIZE  # of the synthetic catalogue; unused with `catalog_path`
+    # A JSON Lines file of track objects (optionally gzipped) to serve instead; see `catalog_file`.
+    catalog_path: str | None = None
     # Rolling window per client id, as Spotify's rate limiter (length in seconds, requests admitted).
     window_limit: int | None = 180
     window_seconds: float = 30.0

@@ -3,7 +3,8 @@
 * `emulator`: an extended-mode emulator with default limits (window 180 requests / 30 s per client),
   shared by the session for speed and restored before every test (counters, rate limits, config, clock).
 * `emulator_factory`: `emulator_factory(**config)` starts a dedicated emulator with `EmulatorConfig`
-  fields (e.g. `mode="development"`, `window_limit=300`, `error_rate=0.2`); stopped after the test.
+  fields (e.g. `mode="development"`, `window_limit=300`, `error_rate=0.2`, `catalog_path="tracks.jsonl"`);
+  stopped after the test.
   `emulator_factory(..., process=True)` runs it in its own OS process.
 """
 

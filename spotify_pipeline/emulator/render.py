@@ -43,6 +43,8 @@ class Renderer:
     # -- availability -------------------------------------------------------------------------------------
 
     def _markets_for(self, album: Album) -> list[str]:
+        if album.available_markets is not None:
+            return list(album.available_markets)
         if stable_hash(self.catalog.seed, "licensing", album.index) % 8:
             return list(MARKETS)
         missing = {MARKETS[stable_hash(self.catalog.seed, "missing", album.index, n) % len(MARKETS)] for n in range(6)}
@@ -82,7 +84,7 @@ class Renderer:
                 "name": album.name,
                 "release_date": album.release_date,
                 "release_date_precision": album.release_date_precision,
-                "total_tracks": len(album.track_indices),
+                "total_tracks": album.total_tracks if album.total_tracks is not None else len(album.track_indices),
                 "type": "album",
                 "uri": f"spotify:album:{album.id}",
             }
@@ -102,7 +104,7 @@ class Renderer:
         body["duration_ms"] = track.duration_ms
         body["explicit"] = track.explicit
         if full:
-            body["external_ids"] = {"isrc": track.isrc}
+            body["external_ids"] = {"isrc": track.isrc} if track.isrc else {}
         relinked = self.relinked_id(track, market) if extended and market is not None else None
         body.update(_urls("track", relinked or track.id))
         body["is_local"] = False

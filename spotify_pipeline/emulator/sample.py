@@ -174,7 +174,12 @@ def _songs_not_on_spotify(catalog: Catalog, seed: int, count: int) -> list[Sampl
 
 
 def _drop_suffix(title: str, catalog: Catalog, track: Track, rng: random.Random) -> str:
-    return title.split(" - ")[0] if " - " in title else title
+    """A remaster suffix is dropped (the same recording); another version (live, acoustic, radio edit) is a
+    different recording, which a local library still names, in its own style: "Title (Live)"."""
+    if " - " not in title:
+        return title
+    base, suffix = title.split(" - ", 1)
+    return base if suffix.casefold().startswith("remastered") else f"{base} ({suffix})"
 
 
 def _feature_drift(title: str, catalog: Catalog, track: Track, rng: random.Random) -> str:

@@ -9,6 +9,10 @@
 process (for multi-process tests and benchmarks, where the emulator must not share this process's GIL).
 Both take `EmulatorConfig` fields as keyword arguments and yield the same `EmulatorHandle`, which talks
 to the emulator over HTTP only (the control endpoints in `control.py`), so it works identically for both.
+`catalog_path=` serves a catalogue file (JSON Lines of track objects, see `catalog_file`) instead of the
+synthetic catalogue:
+
+    with run_emulator(catalog_path="catalog.jsonl.gz", mode="development") as emu: ...
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -180,11 +185,21 @@ def _wait_until_healthy(base_url: str, alive: Any) -> None:
     raise TimeoutError(f"the emulator did not answer on {base_url} within {STARTUP_TIMEOUT_S:.0f} s")
 
 
+def _with_catalog_path(config: dict[str, Any], catalog_path: str | Path | None) -> dict[str, Any]:
+    if catalog_path is None:
+        return config
+    # Absolute, so an emulator in another process (another working directory) finds the same file.
+    return {**config, "catalog_path": str(Path(catalog_path).resolve())}
+
+
 @contextmanager
-def run_emulator(**config: Any) -> Iterator[EmulatorHandle]:
+def run_emulator(*, catalog_path: str | Path | None = None, **config: Any) -> Iterator[EmulatorHandle]:
     """Serve an emulator (keyword arguments: `EmulatorConfig` fields) on a free 127.0.0.1 port in a
-    background thread of this process, for the duration of the `with` block."""
-    emulator_config = EmulatorConfig(**config)
+    background thread of this process, for the duration of the `with` block.
+
+    `catalog_path`: serve that JSON Lines file of track objects (see `catalog_file`) instead of the
+    synthetic catalogue; a file it cannot serve raises `CatalogFileError` here, before anything starts."""
+    emulator_config = EmulatorConfig(**_with_catalog_path(config, catalog_path))
     port = free_port()
     server = uvicorn.Server(uvicorn_config(create_app(emulator_config), "127.0.0.1", port))
     thread = threading.Thread(target=server.run, name=f"spotify-emulator-{port}", daemon=True)
@@ -201,8 +216,9 @@ def run_emulator(**config: Any) -> Iterator[EmulatorHandle]:
 
 
 @contextmanager
-def run_emulator_process(**config: Any) -> Iterator[EmulatorHandle]:
+def run_emulator_process(*, catalog_path: str | Path | None = None, **config: Any) -> Iterator[EmulatorHandle]:
     """Like `run_emulator`, but the emulator runs in its own OS process (own interpreter, own GIL)."""
+    config = _with_catalog_path(config, catalog_path)
     emulator_config = EmulatorConfig(**config)
     port = free_port()
     command = [

@@ -33,7 +33,7 @@ BREAKAGE_SCOPE_KEY = "spotify_emulator.breakage"  # read by the outer ASGI wrapp
 _BASE62_ID = re.compile(r"^[0-9A-Za-z]{22}$")
 _MARKET_SET = frozenset(MARKETS)
 SEARCH_TYPES = frozenset({"album", "artist", "playlist", "track", "show", "episode", "audiobook"})
-SEARCH_MAX_RESULTS = 1000  # offset + limit may not go beyond this
+SEARCH_MAX_OFFSET = 1000  # Spotify's OpenAPI description: offset 0..1000
 USER_COUNTRY = "SE"
 DEVELOPMENT_MODE_FORBIDDEN = "Forbidden: this endpoint is not available to apps in Development Mode"
 
@@ -43,20 +43,26 @@ class WebApi:
         self.emulator = emulator
 
     def routes(self) -> list[Route]:
-        endpoints: list[tuple[str, str, Handler]] = [
-            ("/v1/tracks/{id}", "/v1/tracks/{id}", self.track),
-            ("/v1/tracks", "/v1/tracks", self.several_tracks),
-            ("/v1/artists/{id}", "/v1/artists/{id}", self.artist),
-            ("/v1/artists", "/v1/artists", self.several_artists),
-            ("/v1/albums/{id}", "/v1/albums/{id}", self.album),
-            ("/v1/albums", "/v1/albums", self.several_albums),
-            ("/v1/search", "/v1/search", self.search),
-            ("/v1/me", "/v1/me", self.me),
-            ("/v1/me/tracks", "/v1/me/tracks", self.saved_tracks),
-            ("/v1/me/player/recently-played", "/v1/me/player/recently-played", self.recently_played),
-            ("/v1/playlists/{id}/items", "/v1/playlists/{id}/items", self.playlist_items),
+        endpoints: list[tuple[str, Handler]] = [
+            ("/v1/tracks/{id}", self.track),
+            ("/v1/tracks", self.several_tracks),
+            ("/v1/artists/{id}", self.artist),
+            ("/v1/artists", self.several_artists),
+            ("/v1/albums/{id}", self.album),
+            ("/v1/albums", self.several_albums),
+            ("/v1/search", self.search),
+            ("/v1/me", self.me),
+            ("/v1/me/tracks", self.saved_tracks),
+            ("/v1/me/player/recently-played", self.recently_played),
+            ("/v1/playlists/{id}/items", self.playlist_items),
         ]
-        routes = [Route(path, self._guarded(template, handler), methods=["GET"]) for path, template, handler in endpoints]
+        # Spotify answers a path with a trailing slash as the path without one (spotipy's `tracks()` asks for
+        # `/v1/tracks/?ids=`); both count under the template without the slash.
+        routes = [
+            Route(path, self._guarded(template, handler), methods=["GET"])
+            for template, handler in endpoints
+            for path in (template, f"{template}/")
+        ]
         routes.append(Route("/v1/{rest:path}", self._guarded("unmatched", self.unmatched)))
         return routes
 
@@ -128,7 +134,7 @@ class WebApi:
         raw = request.query_params.get("ids")
         if not raw:
             raise bad_request("Missing required parameter: ids")
-        ids = raw.split(",")
+        ids = [value.strip() for value in raw.split(",")]  # "a, b" as "a,b"
         if len(ids) > maximum:
             raise bad_request("Too many ids requested")
         for value in ids:
@@ -207,9 +213,9 @@ class WebApi:
     def search(self, request: Request, token: AccessToken) -> Response:
         params = request.query_params
         q = params.get("q") or params.get("query")  # Spotify's own `next` links spell it `query`
-        if not q:
+        if not q or q.isspace():
             raise bad_request("No search query")
-        types = [t for t in params.get("type", "").split(",") if t]
+        types = [t.strip() for t in params.get("type", "").split(",") if t.strip()]
         if not types:
             raise bad_request("Missing parameter type")
         for kind in types:
@@ -219,9 +225,7 @@ class WebApi:
             raise bad_request("The emulator searches tracks only: use type=track")
         development = self._mode == "development"
         limit = self._int(request, "limit", 5 if development else 20, 1, 10 if development else 50)
-        offset = self._int(request, "offset", 0, 0, None)
-        if offset + limit > SEARCH_MAX_RESULTS:
-            raise bad_request("Invalid offset: offset + limit may not exceed 1000")
+        offset = self._int(request, "offset", 0, 0, SEARCH_MAX_OFFSET)
         market = self._market(request, token)
         try:
             matches = self.emulator.search_index.search(parse_query(q))
@@ -232,8 +236,8 @@ class WebApi:
         market_part = f"&market={market}" if market else ""
         page_url = f"{self._base_url(request)}/search?offset={{offset}}&limit={{limit}}&query={quote(q, safe='')}&type=track{market_part}"
         total = len(matches)
-        # No `next` link that would itself break the 1000-result horizon.
-        has_next = offset + limit < total and offset + 2 * limit <= SEARCH_MAX_RESULTS
+        # No `next` link to an offset beyond the horizon, which would itself be refused.
+        has_next = offset + limit < total and offset + limit <= SEARCH_MAX_OFFSET
         body = paging(page_url.format(offset=offset, limit=limit), items, limit, offset, total, page_url, has_next=has_next)
         return json_response(b'{"tracks":' + body + b"}")
 

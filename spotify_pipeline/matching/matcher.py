@@ -6,23 +6,48 @@ it songs and lands the `MatchResult` records it yields.
 
 How one song is matched (`TrackMatcher.match`):
 
-1. **ISRC.** When the song has a well-formed ISRC, search ``isrc:CODE``. Hits carrying that ISRC are the same
-   recording; the best by title/artist/duration similarity is accepted unless that similarity is below
-   ``isrc_min_similarity`` (a wrong ISRC in the local tags). Several releases of one ISRC are not a tie: album
-   name, release year, then Spotify's ranking pick one. No hit, or a rejected one, falls through to 2.
-2. **Search.** ``track:"<title>" artist:"<artist>"`` with the title's feature credits and release suffixes
-   removed. Only when that finds nothing acceptable: the title's significant words and the artist as free
-   text (no quotes: forgives ``&``/``and`` and typos in short words), then ``artist:"<artist>"`` alone
-   (up to ``artist_max_tracks`` of the artist's tracks, paged). The first query (or page) that yields an
-   accepted or tied candidate ends the search.
+1. **ISRC.** When the song has a well-formed ISRC, search ``isrc:CODE``. Hits carrying that ISRC are releases
+   of the same recording: they are accepted unless the best one's title/artist/duration similarity is below
+   ``isrc_min_similarity`` (a wrong ISRC in the local tags), and the canonical release among them is the match
+   (rule below). No hit, or a rejected one, falls through to 2.
+2. **Search.** ``track:"<title>" artist:"<first artist>"``, each value reduced to the words no spelling drift
+   can make miss (`normalize.search_words`: no feature credits, release suffixes, track-number prefix, "and",
+   "&" or "the"). Only when that finds nothing acceptable: the title's significant words and the artist as free
+   text (forgives a typo in a short word when the search forgives typos), then ``artist:"<first artist>"``
+   alone, up to ``artist_max_tracks`` of the artist's tracks, paged (a typo in the title, the last resort).
+   The first query (or page) that yields an accepted or ambiguous decision ends the search; a song found at
+   once costs one request, whatever the app mode's search limit.
 3. **Scoring.** Each candidate's confidence (0..1) is a weighted geometric mean of title similarity, artist
-   similarity and duration agreement, computed with rapidfuzz on `normalize.fold`-ed strings so that case,
-   accents, punctuation, feature credits and "- Remastered 2011" cost nothing; a version mismatch (a live
-   take for a studio song) and a title or artist below its minimum similarity multiply it down. The best
-   candidate is accepted at ``threshold`` or above unless another track scores within ``tie_margin`` of it
-   and neither album nor release year tells them apart (``ambiguous``; near-equal releases of one recording,
-   same ISRC, are no tie); below the threshold the song stays
-   ``low_confidence``. Every outcome carries a reason and the best candidates with their scores.
+   similarity and duration agreement, computed on `normalize.fold`-ed strings so that case, accents,
+   punctuation, feature credits, a track-number prefix and "- Remastered 2011" cost nothing:
+
+   * *title*: the better of whole-title and core-title similarity, an adjacent-letter swap counting half an
+     edit (the commonest typing slip: "Zeor" is "Zero", "Run On" is not "Run Out");
+   * *artist*: the local field against the track's primary artist, and, when it names several artists
+     (``"A feat. B"``, ``"B, A"``, ``"A & B"``), against all of the track's artists in any order; a library's
+     ``"Artist, The"`` is ``"The Artist"``. A local artist who is only a featured guest on the track scores
+     low: that is another artist's song;
+   * *version*: remixes, live, acoustic, radio edits, instrumentals, demos, alternate takes ... are other
+     recordings, so a title whose version tags differ from the local title's (or whose remixer differs:
+     "Oliver Heldens Remix" is not "Jauz Remix") is multiplied by ``version_penalty``, which puts it below
+     the threshold: "Summer Days" is never matched to "Summer Days - Tiësto Remix". Remasters, mono/stereo,
+     "Single Version", "Original Mix" and deluxe editions are the same recording and cost nothing;
+   * a title or artist below its minimum similarity multiplies the confidence by ``gate_penalty``.
+   A missing duration (or album) is no evidence either way: the weights are renormalised without it.
+4. **Deciding.** Candidates are grouped into *recordings*: tracks sharing an ISRC are one recording on
+   several releases; a track without ISRC is a recording of its own. A recording scores as its best release.
+   The best recording is accepted at ``threshold`` or above unless another recording scores within
+   ``tie_margin`` of it; such a near-tie is broken only by evidence the song carries: its album clearly names
+   one (album similarity ahead by `ALBUM_TIE_BREAK`), exactly one was released in its release year, or
+   exactly one is spelled exactly like its title. Otherwise the song stays ``ambiguous``, never guessed; below
+   the threshold it stays ``low_confidence``. Every outcome carries a reason and the best candidates with
+   their scores.
+5. **Canonical release.** A recording found on several releases (album, single, compilation, re-issue) is
+   matched to one of them by a deterministic rule that does not depend on Spotify's ranking (which differs
+   between app modes, since Development Mode has no popularity): the release whose album name agrees with
+   the song's album (the release the user has; similarity at least `ALBUM_MATCH`, the closest first), then
+   an album before a single before a compilation, then the earliest release date, then the smallest track
+   id. Two songs of one recording without album therefore resolve to the same track.
 
 Errors that concern one song only (`SpotifyBadRequest` for a query Spotify refuses, `SpotifyNotFound`, a
 malformed search body) become outcome ``error`` and the run goes on; everything that means "stop the run"
@@ -39,6 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA, Levenshtein
 
 from spotify_pipeline.matching.normalize import (
     TitleParts,
@@ -49,7 +75,9 @@ from spotify_pipeline.matching.normalize import (
     looks_like_several_artists,
     normalize_isrc,
     query_value,
+    search_words,
     significant_tokens,
+    split_artists,
     split_title,
     strip_credits,
 )
@@ -74,13 +102,20 @@ DEFAULT_DURATION_FLOOR = 0.1
 DEFAULT_MIN_TITLE_SIMILARITY = 0.8
 DEFAULT_MIN_ARTIST_SIMILARITY = 0.8
 DEFAULT_GATE_PENALTY = 0.8
-DEFAULT_VERSION_PENALTY = 0.94
+#: Below the threshold on its own: another version of the song is another recording, never the song.
+DEFAULT_VERSION_PENALTY = 0.8
 DEFAULT_ISRC_MIN_SIMILARITY = 0.6
 DEFAULT_WEIGHTS: dict[str, float] = {"title": 0.5, "artist": 0.35, "duration": 0.15}
 DEFAULT_ARTIST_MAX_TRACKS = 50
 DEFAULT_MAX_CANDIDATES = 5
-#: Albums this much more alike than the runner-up's break a tie.
+#: Albums this much more alike than the runner-up's break a tie between recordings.
 ALBUM_TIE_BREAK = 0.15
+#: An album name at least this similar to the song's names the release the user has.
+ALBUM_MATCH = 0.8
+#: Remixer or venue names at least this similar name the same version ("Tiesto Remix" == "Tiësto Remix").
+VERSION_NAME_MATCH = 0.8
+#: Canonical release order of Spotify's album types: the original album, then a single, then a compilation.
+ALBUM_TYPE_ORDER: dict[str, int] = {"album": 0, "single": 1, "compilation": 2}
 
 
 class SearchClient(Protocol):
@@ -126,6 +161,12 @@ class ScoredCandidate:
     isrc_match: bool
     rank: int
     weak: tuple[str, ...] = ()  # human-readable reasons the confidence is not 1
+    exact_title: bool = False  # the track's whole title folds to the song's whole title
+
+    @property
+    def recording(self) -> str:
+        """Which recording this track is: its ISRC, or (without one) the track itself."""
+        return normalize_isrc(self.track.isrc) or f"track:{self.track.id}"
 
     def to_json(self) -> dict[str, Any]:
         """A small JSON-able summary (what `MatchResult.candidates` holds)."""
@@ -134,6 +175,8 @@ class ScoredCandidate:
             "name": self.track.name,
             "artists": [a.name for a in self.track.artists],
             "album": self.track.album.name,
+            "album_type": self.track.album.album_type,
+            "release_date": self.track.album.release_date,
             "duration_ms": self.track.duration_ms,
             "isrc": self.track.isrc,
             "confidence": round(self.confidence, 4),
@@ -155,7 +198,8 @@ class MatchResult:
       the caller can land it without another request;
     * ``confidence``: of the matched track, or of the best candidate when unmatched (0 without candidates);
     * ``reason``: one sentence for a human;
-    * ``candidates``: JSON-able best candidates with their scores, best first (at most ``max_candidates``);
+    * ``candidates``: JSON-able best candidates with their scores, best first (at most ``max_candidates``; for
+      an ISRC match, the releases of the recording in canonical order, the matched one first);
     * ``queries``: the search queries sent, in order.
     """
 
@@ -194,16 +238,41 @@ def _ratio(a: str, b: str) -> float:
     return fuzz.ratio(a, b) / 100.0 if a and b else 0.0
 
 
+def typo_similarity(a: str, b: str) -> float:
+    """0..1: `fuzz.ratio`, or, when higher, one minus the edit distance over the longer length with a swap of
+    two adjacent letters counting half an edit. A swap is the commonest typing slip and rarely turns one
+    word into another ("Zeor" -> "Zero" 0.88), where a changed letter often does ("Run On" -> "Run Out" 0.77)."""
+    if not a or not b:
+        return 0.0
+    restricted = OSA.distance(a, b)  # a swap is one edit here and two in plain Levenshtein
+    swaps = Levenshtein.distance(a, b) - restricted
+    weighted = restricted - 0.5 * max(0, swaps)
+    return max(_ratio(a, b), 1.0 - weighted / max(len(a), len(b)))
+
+
 def title_similarity(local: TitleParts, remote: TitleParts) -> float:
-    """0..1: the better of whole-title and core-title (no feature credits, no release suffix) similarity."""
-    return max(_ratio(local.full, remote.full), _ratio(local.core, remote.core))
+    """0..1: the better of whole-title and core-title (no feature credits, no release suffix, no track number)
+    similarity, forgiving typing slips (`typo_similarity`)."""
+    return max(_ratio(local.full, remote.full), typo_similarity(local.core, remote.core))
+
+
+def same_version(local: TitleParts, remote: TitleParts) -> bool:
+    """Whether two titles name the same version of a song: the same version tags (none for the original) and,
+    when both say which version it is (a remixer, a venue, "Spanish Version"), similar names."""
+    if local.versions != remote.versions:
+        return False
+    if not local.version_names or not remote.version_names:
+        return True
+    local_names, remote_names = " ".join(local.version_names), " ".join(remote.version_names)
+    named_alike = fuzz.token_set_ratio(local_names, remote_names) / 100.0
+    return max(named_alike, typo_similarity(local_names, remote_names)) >= VERSION_NAME_MATCH
 
 
 def artist_similarity(local_artist: str, track: Track) -> float:
     """0..1: the local artist field against the track's primary artist; when the field lists several artists
-    (``"A & B"``, ``"A feat. B"``) also its first one against the primary artist and the whole field against
-    all the track's artists. A local artist who is only a featured guest on the track scores low: that is
-    another artist's song."""
+    (``"A & B"``, ``"A feat. B"``, ``"B, A"``) also its first one against the primary artist and its artists
+    against all the track's artists, in any order. A local artist who is only a featured guest on the track
+    scores low: that is another artist's song."""
     variants = artist_variants(local_artist)
     if not variants or not track.artists:
         return 0.0
@@ -213,7 +282,19 @@ def artist_similarity(local_artist: str, track: Track) -> float:
         names = [fold_artist(a.name) for a in track.artists]
         for together in (" and ".join(names), " ".join(names)):
             best = max(best, _ratio(variants[0], together))
+        best = max(best, _collaborators_similarity(split_artists(local_artist), names))
     return best
+
+
+def _collaborators_similarity(local_names: Sequence[str], track_names: Sequence[str]) -> float:
+    """How well the artists a local field lists agree with the track's, in any order: the mean of each local
+    name's best match; 0 unless the track's primary artist is among the local names (a guest's own song is
+    not the song)."""
+    if len(local_names) < 2 or not track_names:
+        return 0.0
+    if max(_ratio(name, track_names[0]) for name in local_names) < DEFAULT_MIN_ARTIST_SIMILARITY:
+        return 0.0
+    return sum(max(_ratio(name, other) for other in track_names) for name in local_names) / len(local_names)
 
 
 def duration_similarity(
@@ -240,6 +321,22 @@ def _describe(track: Track) -> str:
     return f"{track.id} {track.name!r} by {', '.join(a.name for a in track.artists)}"
 
 
+def canonical_release_order(candidate: ScoredCandidate) -> tuple[float, int, str, str]:
+    """Sort key of the canonical release among releases of one recording (smallest first; see the module
+    docstring): the song's own album, then album before single before compilation, the earliest release
+    date, the smallest track id. Never Spotify's ranking, which differs between app modes."""
+    album = candidate.album if candidate.album is not None and candidate.album >= ALBUM_MATCH else 0.0
+    album_type = ALBUM_TYPE_ORDER.get((candidate.track.album.album_type or "").lower(), len(ALBUM_TYPE_ORDER))
+    # ISO dates sort as text; a year-only date sorts before the days of its year. Unknown dates go last.
+    released = candidate.track.album.release_date or "9999"
+    return (-round(album, 2), album_type, released, candidate.track.id)
+
+
+def canonical_release(releases: Iterable[ScoredCandidate]) -> ScoredCandidate:
+    """The canonical release among releases of one recording (`canonical_release_order`)."""
+    return min(releases, key=canonical_release_order)
+
+
 # -- the matcher --------------------------------------------------------------------------------------------
 
 
@@ -249,13 +346,14 @@ class TrackMatcher:
     Keyword parameters:
 
     * ``threshold``: lowest confidence accepted (default 0.85);
-    * ``tie_margin``: another track within this much of the best makes the song ``ambiguous`` (0.02);
+    * ``tie_margin``: another recording within this much of the best makes the song ``ambiguous`` (0.02);
     * ``duration_tolerance_ms``: durations this close count as equal (3 s); beyond, the duration score falls
       linearly to 0 over ``duration_span_ms`` (30 s), and counts at least ``duration_floor`` in the confidence;
     * ``min_title_similarity`` / ``min_artist_similarity``: below either, the confidence is multiplied by
       ``gate_penalty`` (0.8 / 0.8 / 0.8): a candidate whose title or artist differs is not a match however well
       the rest agrees;
-    * ``version_penalty``: factor when the version tags differ (live vs studio, remix ...) (0.94);
+    * ``version_penalty``: factor when the versions differ (live vs studio, one remix vs another ...) (0.8,
+      which keeps another version below the default threshold);
     * ``isrc_min_similarity``: an ISRC hit is accepted only if its title/artist/duration confidence reaches
       this (0.6); the reported confidence of an ISRC match is ``0.5 + 0.5 * similarity``;
     * ``weights``: exponents of title, artist and duration (renormalised when the duration is unknown);
@@ -376,13 +474,10 @@ class TrackMatcher:
                 weak.append(f"{name} {value:.2f}")
         if diff is not None and diff > self.duration_tolerance_ms:
             weak.append(f"duration off by {diff / 1000:.1f} s (tolerance {self.duration_tolerance_ms / 1000:g} s)")
-        version_match = local.versions == remote.versions
+        version_match = same_version(local, remote)
         if not version_match:
             confidence *= self.version_penalty
-            weak.append(
-                f"version differs ({'/'.join(sorted(local.versions)) or 'original'} vs "
-                f"{'/'.join(sorted(remote.versions)) or 'original'})"
-            )
+            weak.append(f"another version ({_version_label(local)} vs {_version_label(remote)})")
         album = None
         if song.album:
             album = _ratio(split_title(song.album).core, split_title(track.album.name).core)
@@ -401,6 +496,7 @@ class TrackMatcher:
             isrc_match=isrc is not None and normalize_isrc(track.isrc) == isrc,
             rank=rank,
             weak=tuple(weak),
+            exact_title=local.full == remote.full,
         )
 
     # -- steps ----------------------------------------------------------------------------------------------
@@ -412,26 +508,26 @@ class TrackMatcher:
         if not hits:
             attempt.notes.append(f"ISRC {isrc}: no track on Spotify")
             return None
-        hits.sort(key=_isrc_order)
-        best = hits[0]
+        best = max(hits, key=lambda c: c.confidence)
         if best.confidence < self.isrc_min_similarity:
             attempt.notes.append(
                 f"ISRC {isrc} hit {_describe(best.track)} rejected: title/artist similarity "
                 f"{best.confidence:.2f} < {self.isrc_min_similarity:.2f} ({', '.join(best.weak)})"
             )
             return None
-        reason = f"ISRC {isrc} is {_describe(best.track)} (title/artist similarity {best.confidence:.2f})"
+        release = canonical_release(hits)
+        reason = f"ISRC {isrc} is {_describe(release.track)} (title/artist similarity {best.confidence:.2f})"
         if len(hits) > 1:
-            reason += f"; {len(hits)} releases share the ISRC, picked by album, release year and Spotify's ranking"
+            reason += f"; {_canonical_note(release, len(hits))}"
         return MatchResult(
             song_id=attempt.song.song_id,
             method="isrc",
             outcome="matched",
-            track_id=best.track.id,
+            track_id=release.track.id,
             confidence=round(0.5 + 0.5 * best.confidence, 4),
             reason=reason,
-            candidates=[c.to_json() for c in hits[: self.max_candidates]],
-            track=best.track,
+            candidates=[c.to_json() for c in sorted(hits, key=canonical_release_order)[: self.max_candidates]],
+            track=release.track,
             queries=tuple(attempt.queries),
         )
 
@@ -443,7 +539,7 @@ class TrackMatcher:
             return attempt.result(
                 "no_candidates", None, f"nothing to search: the song has no {missing}", max_candidates=self.max_candidates
             )
-        decision: tuple[MatchOutcome, ScoredCandidate | None, str] = ("no_candidates", None, "no track found")
+        decision = _Decision("no_candidates", None, "no track found")
         for query, max_tracks in queries:  # each query only while nothing is accepted or tied
             offset = 0
             while True:
@@ -451,60 +547,57 @@ class TrackMatcher:
                 self._scored(attempt, page)
                 decision = self._decide(attempt.ranked())
                 offset += len(page.items)
-                if decision[0] in ("matched", "ambiguous"):
-                    return attempt.result(*decision, max_candidates=self.max_candidates)
+                if decision.outcome in ("matched", "ambiguous"):
+                    return decision.result(attempt, self.max_candidates)
                 if page.next is None or not page.items or len(page.items) < page.limit or offset >= max_tracks:
                     break
-        return attempt.result(*decision, max_candidates=self.max_candidates)
+        return decision.result(attempt, self.max_candidates)
 
     def _text_queries(self, song: SongToMatch) -> list[tuple[str, int]]:
         """(query, how many results to page through) in the order tried: strict fields, loose free text, the
         artist's tracks."""
         title = split_title(song.title)
-        title_value = query_value(title.core_raw)
-        artist_value = query_value(first_artist(song.artist))
+        title_value = query_value(search_words(title.core_raw))
+        artist_value = query_value(search_words(first_artist(song.artist)))
         if not fold(title_value) or not fold(artist_value):
             return []
         queries = [(f'track:"{title_value}" artist:"{artist_value}"', 1)]
         words = significant_tokens(title.core)
-        if words and words != title.core.split():
+        if words and words != fold(title_value).split():
             queries.append((f"{' '.join(words)} {artist_value}", 1))
         if self.artist_max_tracks:
             queries.append((f'artist:"{artist_value}"', self.artist_max_tracks))
         return queries
 
-    def _decide(self, ranked: Sequence[ScoredCandidate]) -> tuple[MatchOutcome, ScoredCandidate | None, str]:
+    def _decide(self, ranked: Sequence[ScoredCandidate]) -> _Decision:
         if not ranked:
-            return "no_candidates", None, "no track found"
-        best = ranked[0]
-        if best.confidence < self.threshold:
-            return "low_confidence", best, (
-                f"best candidate {_describe(best.track)} scored {best.confidence:.2f} < threshold "
-                f"{self.threshold:.2f}: {', '.join(best.weak) or 'no single weak point'}"
-            )
-        tied = [c for c in ranked[1:] if best.confidence - c.confidence < self.tie_margin]
-        recording = normalize_isrc(best.track.isrc)
-        if tied and recording and all(normalize_isrc(c.track.isrc) == recording for c in tied):
-            # Releases of one recording (album, single, compilation): not a real tie, any is the song.
-            winner = min([best, *tied], key=_isrc_order)
-            if winner.confidence >= self.threshold:
-                return "matched", winner, (
-                    f"matched {_describe(winner.track)} at {winner.confidence:.2f}; {len(tied) + 1} releases of "
-                    f"the same recording (ISRC {recording}), picked by album, release year and Spotify's ranking"
-                )
+            return _Decision("no_candidates", None, "no track found")
+        recordings = _recordings(ranked)
+        best = recordings[0]
+        top = best[0]
+        if top.confidence < self.threshold:
+            return _Decision("low_confidence", top, (
+                f"best candidate {_describe(top.track)} scored {top.confidence:.2f} < threshold "
+                f"{self.threshold:.2f}: {', '.join(top.weak) or 'no single weak point'}"
+            ))
+        tied = [r for r in recordings[1:] if top.confidence - r[0].confidence < self.tie_margin]
+        note = ""
         if tied:
             winner = _break_tie([best, *tied])
-            if winner is None or winner.confidence < self.threshold:
-                others = ", ".join(f"{_describe(c.track)} ({c.confidence:.2f})" for c in tied[:3])
-                return "ambiguous", best, (
-                    f"tie: {_describe(best.track)} ({best.confidence:.2f}) and {others} score within "
-                    f"{self.tie_margin:.2f} and neither album nor release year tells them apart"
-                )
-            return "matched", winner, (
-                f"matched {_describe(winner.track)} at {winner.confidence:.2f}; near-tie with "
-                f"{len(tied)} other track(s) broken by album/release year"
-            )
-        return "matched", best, f"matched {_describe(best.track)} at {best.confidence:.2f}"
+            if winner is None or winner[0].confidence < self.threshold:
+                others = ", ".join(f"{_describe(r[0].track)} ({r[0].confidence:.2f})" for r in tied[:3])
+                return _Decision("ambiguous", top, (
+                    f"tie: {_describe(top.track)} ({top.confidence:.2f}) and {others} are other recordings "
+                    f"scoring within {self.tie_margin:.2f}, and neither album, release year nor exact title "
+                    "tells them apart"
+                ))
+            best = winner
+            note = f"; near-tie with {len(tied)} other recording(s) broken by album, release year or exact title"
+        release = canonical_release(best)
+        reason = f"matched {_describe(release.track)} at {best[0].confidence:.2f}"
+        if len(best) > 1:
+            reason += f"; {_canonical_note(release, len(best))}"
+        return _Decision("matched", release, reason + note, best[0].confidence)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -527,6 +620,22 @@ class TrackMatcher:
         return scored
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """What the candidates seen so far decide: the outcome, the candidate it names (the canonical release when
+    matched, the best candidate otherwise), why, and the confidence to report (the recording's best)."""
+
+    outcome: MatchOutcome
+    candidate: ScoredCandidate | None
+    reason: str
+    confidence: float | None = None
+
+    def result(self, attempt: _Attempt, max_candidates: int) -> MatchResult:
+        return attempt.result(
+            self.outcome, self.candidate, self.reason, max_candidates=max_candidates, confidence=self.confidence
+        )
+
+
 class _Attempt:
     """One song's attempt in progress: queries sent, candidates seen (by track id), notes for the reason."""
 
@@ -541,15 +650,24 @@ class _Attempt:
         return sorted(self.seen.values(), key=lambda c: (-c.confidence, c.rank))
 
     def result(
-        self, outcome: MatchOutcome, best: ScoredCandidate | None, reason: str, *, max_candidates: int
+        self,
+        outcome: MatchOutcome,
+        best: ScoredCandidate | None,
+        reason: str,
+        *,
+        max_candidates: int,
+        confidence: float | None = None,
     ) -> MatchResult:
+        """The record; ``confidence`` defaults to ``best``'s (a canonical release reports its recording's)."""
         matched = outcome == "matched" and best is not None
+        if confidence is None:
+            confidence = best.confidence if best is not None else 0.0
         return MatchResult(
             song_id=self.song.song_id,
             method=self.method,
             outcome=outcome,
             track_id=best.track.id if matched and best is not None else None,
-            confidence=round(best.confidence, 4) if best is not None else 0.0,
+            confidence=round(confidence, 4),
             reason="".join(f"{note}; " for note in self.notes) + reason,
             candidates=[c.to_json() for c in self.ranked()[:max_candidates]],
             track=best.track if matched and best is not None else None,
@@ -557,17 +675,48 @@ class _Attempt:
         )
 
 
-def _isrc_order(c: ScoredCandidate) -> tuple[float, float, int, int]:
-    return (-round(c.confidence, 3), -(c.album or 0.0), 0 if c.year_match else 1, c.rank)
+def _version_label(parts: TitleParts) -> str:
+    label = "/".join(sorted(parts.versions)) or "original"
+    return f"{' '.join(parts.version_names)} {label}" if parts.versions and parts.version_names else label
 
 
-def _break_tie(tied: Sequence[ScoredCandidate]) -> ScoredCandidate | None:
-    """Of near-equal candidates, the one whose album clearly agrees best with the song's (by at least
-    `ALBUM_TIE_BREAK`), else the only one released in the song's year; None when nothing tells them apart."""
-    albums = sorted((c for c in tied if c.album is not None), key=lambda c: -(c.album or 0.0))
-    if len(albums) == len(tied) and (albums[0].album or 0.0) - (albums[1].album or 0.0) >= ALBUM_TIE_BREAK:
-        return albums[0]
-    same_year = [c for c in tied if c.year_match]
-    if len(same_year) == 1 and all(c.year_match is not None for c in tied):
-        return same_year[0]
+def _canonical_note(release: ScoredCandidate, releases: int) -> str:
+    album_type = release.track.album.album_type or "release"
+    return (
+        f"{releases} releases of the same recording (ISRC {release.track.isrc}); the canonical one is the "
+        f"{album_type} {release.track.album.name!r} ({release.track.album.release_date or 'undated'}): "
+        "the song's album, else album before single before compilation, earliest, smallest id"
+    )
+
+
+def _recordings(ranked: Sequence[ScoredCandidate]) -> list[list[ScoredCandidate]]:
+    """Candidates grouped by recording, each group best-first, groups ordered by their best candidate."""
+    groups: dict[str, list[ScoredCandidate]] = {}
+    for candidate in ranked:  # already best first, so each group's first candidate is its best
+        groups.setdefault(candidate.recording, []).append(candidate)
+    return list(groups.values())
+
+
+def _break_tie(tied: Sequence[list[ScoredCandidate]]) -> list[ScoredCandidate] | None:
+    """Of near-equal recordings, the one the song's own data points to: its album clearly agrees best (by at
+    least `ALBUM_TIE_BREAK`), else the only one released in its year, else the only one whose title is spelled
+    exactly like the song's; None when nothing tells them apart."""
+
+    def album(recording: list[ScoredCandidate]) -> float | None:
+        scores = [c.album for c in recording if c.album is not None]
+        return max(scores) if scores else None
+
+    albums = [(album(r), r) for r in tied]
+    if all(score is not None for score, _ in albums):
+        albums.sort(key=lambda pair: -(pair[0] or 0.0))
+        if (albums[0][0] or 0.0) - (albums[1][0] or 0.0) >= ALBUM_TIE_BREAK:
+            return albums[0][1]
+    years = [[c.year_match for c in r] for r in tied]
+    if all(None not in y for y in years):
+        same_year = [r for r, y in zip(tied, years, strict=True) if any(y)]
+        if len(same_year) == 1:
+            return same_year[0]
+    exact = [r for r in tied if any(c.exact_title for c in r)]
+    if len(exact) == 1:
+        return exact[0]
     return None

@@ -53,7 +53,7 @@ def test_sample_cases_labels_and_containment_in_the_default_catalogue() -> None:
         track = catalog.track_by_id.get(label["spotify_track_id"])
         if label["case"] == "not_on_spotify":
             assert track is None and label["spotify_track_id"] == ""
-            assert isrc == "" or isrc not in catalog.track_by_isrc
+            assert isrc == "" or isrc not in catalog.tracks_by_isrc
             continue
         assert track is not None and track.index < SAMPLE_POOL_SIZE
         primary = catalog.artists[track.artist_indices[0]].name

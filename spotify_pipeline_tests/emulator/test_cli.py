@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from spotify_pipeline.emulator.cli import emulator_command
 from spotify_pipeline.emulator.server import free_port
 
-OPTIONS = ("--host", "--port", "--mode", "--catalog-size", "--seed", "--window-limit", "--quota", "--error-rate",
-           "--reset-rate", "--latency-ms", "--date")
+OPTIONS = ("--host", "--port", "--mode", "--catalog-size", "--catalog", "--seed", "--window-limit", "--quota",
+           "--error-rate", "--reset-rate", "--latency-ms", "--date")
 
 
 def test_help_lists_every_option_and_bad_values_are_usage_errors() -> None:

@@ -15,9 +15,13 @@ from spotify_pipeline.matching.normalize import (
     looks_like_several_artists,
     normalize_isrc,
     query_value,
+    search_words,
     significant_tokens,
+    split_artists,
     split_title,
     strip_credits,
+    strip_track_number,
+    unsort_artist,
 )
 
 
@@ -45,10 +49,19 @@ def test_fold(text: str | None, expected: str) -> None:
     assert fold(text) == expected
 
 
-def test_fold_artist_drops_a_leading_the_only() -> None:
+def test_fold_artist_drops_a_leading_the_and_reads_a_sort_form() -> None:
     assert fold_artist("The Burning Letters") == fold_artist("burning letters") == "burning letters"
+    assert fold_artist("Burning Letters, The") == fold_artist("Burning Letters (The)") == "burning letters"
     assert fold_artist("Theo Kim") == "theo kim"
     assert fold_artist("Nina & the Wolves") == "nina and the wolves"
+
+
+def test_unsort_artist() -> None:
+    assert unsort_artist("Beatles, The") == "The Beatles"
+    assert unsort_artist("Beatles,The ") == "The Beatles"
+    assert unsort_artist("Tyler, The Creator") == "Tyler, The Creator"  # no trailing article: a name
+    assert unsort_artist(", The") == ", The"
+    assert unsort_artist(None) == ""
 
 
 @pytest.mark.parametrize(
@@ -74,6 +87,19 @@ def test_fold_artist_drops_a_leading_the_only() -> None:
         ("STATIC - ACOUSTC", "static", (), {"acoustic"}),  # a typo in the suffix keeps its meaning
         ("Static (Club Remix)", "static", (), {"remix"}),
         ("Static - Mono", "static", (), set()),
+        ("Static - Original Mix", "static", (), set()),  # a dance release's name for the song itself
+        ("Static - Origianl Mix", "static", (), set()),
+        ("Static - Original Club Mix", "static", (), {"remix"}),
+        ("Static - Remasterd 2011", "static", (), set()),  # a typo in a release description too
+        ("Static (Lvie)", "static", (), {"live"}),  # a swap even in a four-letter word
+        ("Static - Ao Vivo", "static", (), {"live"}),
+        ("Static - Tiësto Remix", "static", (), {"remix"}),
+        ("Static - Radio Mix", "static", (), {"edit", "remix"}),
+        ("Static - Alternate Take", "static", (), {"alternate"}),
+        ("07 - Static", "static", (), set()),  # track-number prefixes
+        ("07. Static (Live)", "static", (), {"live"}),
+        ("7 Rings", "7 rings", (), set()),  # a number that belongs to the title
+        ("1-2-3", "1 2 3", (), set()),
         # Suffixes that do not describe a release are part of the title.
         ("Static (Part 2)", "static part 2", (), set()),
         ("Static - The Other Side", "static the other side", (), set()),
@@ -93,6 +119,23 @@ def test_split_title(title: str, core: str, featured: tuple[str, ...], versions:
 
 def test_split_title_keeps_the_typed_core_for_queries() -> None:
     assert split_title("Hôtel Café (feat. Zoë Kim) - Remastered 2011").core_raw == "Hôtel Café"
+    assert split_title("07 - Hôtel Café").core_raw == "Hôtel Café"
+
+
+def test_split_title_keeps_the_names_that_say_which_version() -> None:
+    assert split_title("Static (feat. Ava Hart) - Oliver Heldens Remix").version_names == ("oliver", "heldens")
+    assert split_title("Static - Live at Wembley 1986").version_names == ("wembley",)
+    assert split_title("Static - Spanish Version").version_names == ("spanish",)
+    assert split_title("Static - Remastered 2011").version_names == ()
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [("07 - Song", "Song"), ("07. Song", "Song"), ("7) Song", "Song"), ("07 Song", "Song"), ("7 Rings", "7 Rings"),
+     ("1-2-3", "1-2-3"), ("22 Acacia Avenue", "22 Acacia Avenue"), ("07 - ", "07 - "), ("1999", "1999")],
+)
+def test_strip_track_number(title: str, expected: str) -> None:
+    assert strip_track_number(title) == expected
 
 
 def test_describe_suffix() -> None:
@@ -122,6 +165,29 @@ def test_artists() -> None:
     assert looks_like_several_artists("Ava Hart feat. Theo Kim")
     assert not looks_like_several_artists("Ava Hart")
     assert not looks_like_several_artists("Xander Hart")  # "x" only as a separate word
+    assert not looks_like_several_artists("X Ambassadors")  # ... between two names
+    assert first_artist("X Ambassadors") == "X Ambassadors"
+    assert first_artist("Ava Hart x Theo Kim") == "Ava Hart"
+    assert first_artist("Ava Hart with Theo Kim") == "Ava Hart"
+    assert first_artist("Wolves, The") == "The Wolves"
+    assert not looks_like_several_artists("Wolves, The")
+
+
+def test_split_artists_in_the_order_typed() -> None:
+    assert split_artists("Theo Kim & Ava Hart") == ("theo kim", "ava hart")
+    assert split_artists("Ava Hart feat. Theo Kim and Kim Sato") == ("ava hart", "theo kim", "kim sato")
+    assert split_artists("Theo Kim, Ava Hart / The Wolves") == ("theo kim", "ava hart", "wolves")
+    assert split_artists("Wolves, The") == ("wolves",)
+    assert split_artists("") == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Zion and Lennox", "Zion Lennox"), ("Chainsmokers, The", "Chainsmokers"), ("Don't Stop & Go!", "Don't Stop Go"),
+     ("Hôtel Café", "Hôtel Café"), ("mr_slace", "mr_slace"), ("S.A.X.", "S A X"), ("The The", "The The"), ("", "")],
+)
+def test_search_words(text: str, expected: str) -> None:
+    assert search_words(text) == expected
 
 
 def test_query_value_and_significant_tokens() -> None:

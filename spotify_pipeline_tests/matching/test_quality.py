@@ -61,7 +61,7 @@ def check(comparison: Comparison, emu: EmulatorHandle, mode: str, record_propert
     assert comparison.matcher.precision >= comparison.baseline.precision
     assert comparison.matcher.recall > comparison.baseline.recall
     # Songs that are not on Spotify are never matched (one in five borrows a real title by another artist).
-    assert comparison.matcher.by_case["not_on_spotify"]["wrong"] == 0
+    assert comparison.matcher.by_kind["not_on_spotify"]["wrong"] == 0
     # The queries each record lists are the requests the emulator saw (plus one per song for the baseline).
     searches = emu.stats()["by_endpoint"]["/v1/search"]
     assert searches == sum(len(r.queries) for r in results) + len(LABELLED)

@@ -11,6 +11,7 @@ stderr. Figures, in the order they run:
   pipeline  spotify_daily_refresh for N songs against the emulator                    (bench/pipeline.py)
   matching  matcher precision/recall vs the first-hit baseline                        (bench/matching.py)
   emulator  single-track GETs per second the emulator serves                          (bench/emulator_rps.py)
+  scale     a 1,000,000-song catalogue over simulated days: budget, backlog, on-demand wait (bench/scale.py)
 
 PostgreSQL and Redis: BENCH_DATABASE_URL / BENCH_REDIS_URL, else 127.0.0.1:5432 (user postgres) and
 127.0.0.1:6379. Every figure works in scratch databases and key prefixes it creates and removes.
@@ -74,8 +75,13 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
 
         return module.run(quick=quick)
 
+    def scale() -> dict[str, Any]:
+        from bench import scale as module
+
+        return module.run(quick=quick)
+
     runners = {"load": load, "search": search, "api": api, "limiter": limiter, "pipeline": pipeline,
-               "matching": matching, "emulator": emulator}
+               "matching": matching, "emulator": emulator, "scale": scale}
     assert tuple(runners) == harness.FIGURES
     return runners
 
@@ -165,6 +171,14 @@ def _notes(results: dict[str, Any]) -> list[str]:
         notes.append(
             "search: Redis down = REDIS_URL on a dead port, search() as the CLI calls it "
             f"(with --enrich's failed enqueue added: p95 {search['redis_down_enrich_p95_ms']} ms)."
+        )
+    scale = results.get("scale", {})
+    if "simulated_days" in scale:
+        notes.append(
+            f"scale: {scale['catalog_songs']:,} songs at {scale['rate_limit_per_minute']} requests/minute over "
+            f"{scale['simulated_days']} simulated days (virtual clock, seeded Spotify answers), the real planner and "
+            "ledgers; utilization over the budget-bound runs (more work than budget); physical min = searches needed / daily "
+            "budget; on-demand runs assumed not to wait for the daily run's spotify_api pool slot."
         )
     return notes
 

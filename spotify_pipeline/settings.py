@@ -6,6 +6,7 @@ can build any piece with explicit values and no environment at all.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,8 @@ from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///.data/warehouse.db"
 DEFAULT_TOKEN_KEY_FILE = ".data/token.key"
+#: Minutes between two runs of the daily job: the budget of one run is what the app may send in that time.
+MINUTES_BETWEEN_DAILY_RUNS = 1440
 
 
 class SettingsError(ValueError):
@@ -28,10 +31,12 @@ class EnvVar:
     name: str
     default: Any
     help: str
+    #: The type a value is read as, when the default (None: derived from other settings) does not tell.
+    kind: type | None = None
 
 
-def _setting(name: str, default: Any, help: str) -> Any:
-    return field(default=default, metadata={"env": EnvVar(name, default, help)})
+def _setting(name: str, default: Any, help: str, kind: type | None = None) -> Any:
+    return field(default=default, metadata={"env": EnvVar(name, default, help, kind)})
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,22 @@ class Settings:
     spotify_limiter_fallback: str | None = _setting(
         "SPOTIFY_LIMITER_FALLBACK",
         None,
-        "'local' lets the limiter fall back to per-process limiting when Redis is down; unset = fail.",
+        "'local' lets the limiter and the run's request budget fall back to per-process accounting when Redis "
+        "is down; unset = fail.",
+    )
+    spotify_run_request_budget: int | None = _setting(
+        "SPOTIFY_RUN_REQUEST_BUDGET",
+        None,
+        "Web API requests one run may send (token requests aside); the run plans its work to fit, ends "
+        "successfully when it is spent and leaves the rest to the next run. Unset = what the rate limit allows "
+        "between two daily runs, less the on-demand reserve.",
+        kind=int,
+    )
+    spotify_on_demand_reserve: float = _setting(
+        "SPOTIFY_ON_DEMAND_RESERVE",
+        0.1,
+        "Share (0 to 1) of the app's daily requests kept for on-demand enrichment runs: the default run budget "
+        "leaves it out, and scheduled runs together never spend it.",
     )
     spotify_track_ttl_s: int = _setting("SPOTIFY_TRACK_TTL_S", 86_400, "Cache TTL of track metadata (s).")
     spotify_popularity_ttl_s: int = _setting("SPOTIFY_POPULARITY_TTL_S", 3_600, "Cache TTL of popularity (s).")
@@ -146,6 +166,30 @@ class Settings:
                 ) from None
         if self.spotify_rate_limit_per_minute <= 0:
             raise SettingsError("SPOTIFY_RATE_LIMIT_PER_MINUTE must be a positive integer")
+        if self.spotify_run_request_budget is not None and self.spotify_run_request_budget <= 0:
+            raise SettingsError(
+                "SPOTIFY_RUN_REQUEST_BUDGET must be a positive whole number of requests, got "
+                f"{self.spotify_run_request_budget} (unset it for the default derived from the rate limit)"
+            )
+        if not 0.0 <= self.spotify_on_demand_reserve < 1.0:
+            raise SettingsError(
+                "SPOTIFY_ON_DEMAND_RESERVE must be a share from 0 up to (not including) 1, "
+                f"got {self.spotify_on_demand_reserve}"
+            )
+
+    @property
+    def daily_request_capacity(self) -> int:
+        """Requests the app may send in one UTC day at SPOTIFY_RATE_LIMIT_PER_MINUTE."""
+        return self.spotify_rate_limit_per_minute * MINUTES_BETWEEN_DAILY_RUNS
+
+    @property
+    def run_request_budget(self) -> int:
+        """Web API requests one run may send: SPOTIFY_RUN_REQUEST_BUDGET, else the rate limit times the minutes
+        between two daily runs, less the on-demand reserve (129,600 at 100 requests a minute)."""
+        if self.spotify_run_request_budget is not None:
+            return self.spotify_run_request_budget
+        # Rounded first: 0.3 of a capacity is not exact in binary and must not lose a request to flooring.
+        return max(1, math.floor(round(self.daily_request_capacity * (1.0 - self.spotify_on_demand_reserve), 6)))
 
     def token_key(self) -> str | None:
         """The Fernet key(s) encrypting stored user tokens: SPOTIFY_TOKEN_KEY when set, else the content of
@@ -178,7 +222,7 @@ _KIND_NAMES = {int: "a whole number", float: "a number"}
 
 
 def _convert(spec: EnvVar, raw: str) -> Any:
-    kind = type(spec.default) if spec.default is not None else str
+    kind = spec.kind or (type(spec.default) if spec.default is not None else str)
     try:
         if kind is bool:
             return raw.lower() in {"1", "true", "yes", "on"}

@@ -6,9 +6,11 @@ import dagster as dg
 
 from spotify_pipeline.defs.catalog.assets import raw_spotify_tracks, songs_enriched, songs_search, spotify_catalog
 from spotify_pipeline.defs.matching.assets import spotify_track_matches
+from spotify_pipeline.defs.planning.assets import spotify_refresh_backlog, spotify_refresh_plan
 from spotify_pipeline.defs.popularity.assets import spotify_popularity_movers, spotify_popularity_snapshots
 
 DAILY_ASSETS = [
+    spotify_refresh_plan,
     spotify_track_matches,
     raw_spotify_tracks,
     spotify_catalog,
@@ -16,14 +18,16 @@ DAILY_ASSETS = [
     songs_enriched,
     songs_search,
     spotify_popularity_movers,
+    spotify_refresh_backlog,
 ]
 
 spotify_daily_refresh = dg.define_asset_job(
     name="spotify_daily_refresh",
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     description=(
-        "Match new songs, pull their Spotify tracks, normalize the catalogue, capture today's popularity, "
-        "write the Spotify columns back to `songs` and rank the day's movers."
+        "Plan the run's Spotify request budget, then within it: match new songs, pull their tracks and the "
+        "stale ones, normalize the catalogue, capture today's popularity, write the Spotify columns back to "
+        "`songs`, rank the day's movers and report the backlog left for the next run."
     ),
     tags={"spotify_pipeline/job": "daily_refresh"},
 )

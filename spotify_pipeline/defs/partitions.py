@@ -95,11 +95,15 @@ def require_capture_day(days: list[dt.date], what: str) -> None:
         )
 
 
-def refuse_capture_runs_for_other_days(context: dg.AssetExecutionContext) -> None:
-    """For an asset that runs before the capture assets in the same run (the matches): refuse, before it
-    writes anything, a run that would capture for a day other than today."""
-    run = context.run
+def assets_in_run(context: dg.AssetExecutionContext) -> frozenset[dg.AssetKey]:
+    """The assets the current run materializes."""
     # A run of the whole job has no (or an empty) asset selection: then the job's assets are the run's.
-    in_run = run.asset_selection or context.job_def.asset_layer.selected_asset_keys
-    if CAPTURE_ASSETS & set(in_run):
+    return frozenset(context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys)
+
+
+def refuse_capture_runs_for_other_days(context: dg.AssetExecutionContext) -> None:
+    """For an asset that runs before the capture assets in the same run (the plan, the matches): refuse,
+    before it writes anything, a run that would capture for a day other than today."""
+    run = context.run
+    if CAPTURE_ASSETS & assets_in_run(context):
         require_capture_day(run_partition_days(run.tags), f"run {run.run_id[:8]} of {run.job_name}")

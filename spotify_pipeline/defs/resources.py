@@ -3,7 +3,7 @@
 `SpotifyResource` is the Dagster face of the Spotify client (`spotify_pipeline.spotify`): one client per run,
 built from the pipeline's settings, with any field set here overriding the environment. Assets call
 `spotify.get_client()` and put `spotify.usage_rows()` into their `MaterializeResult` metadata (and the
-``spotify_api_usage`` table).
+``spotify_api_usage`` table). Every client of a run spends from the run's request budget (`request_budget()`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from pydantic import Field, PrivateAttr
 
 from spotify_pipeline.emulator.local import ensure_emulator
 from spotify_pipeline.settings import Settings, get_settings
-from spotify_pipeline.spotify import Metrics, SpotifyClient, SpotifyClientConfig, build_client
+from spotify_pipeline.spotify import (
+    Metrics,
+    RequestBudget,
+    SpotifyClient,
+    SpotifyClientConfig,
+    build_client,
+    open_request_budget,
+)
 from spotify_pipeline.spotify.logs import LOGGER_NAME, install_redaction
 from spotify_pipeline.spotify.metrics import MetricsMark
 from spotify_pipeline.spotify.user_auth import TokenStore
@@ -38,14 +45,21 @@ class _DagsterLogHandler(logging.Handler):
             self.handleError(record)
 
 
+#: The run tag naming the job a run belongs to; runs of the on-demand job may spend the on-demand reserve.
+JOB_TAG = "spotify_pipeline/job"
+ON_DEMAND_JOB = "on_demand"
+
+
 class SpotifyResource(dg.ConfigurableResource):
-    """Rate-limited, cached access to the Spotify Web API (Client Credentials).
+    """Rate-limited, cached, budgeted access to the Spotify Web API (Client Credentials).
 
     Every request of every process sharing ``REDIS_URL`` draws from one rate-limit budget
     (``SPOTIFY_RATE_LIMIT_PER_MINUTE``); tracks are cached (metadata 24 h, popularity 1 h), and the app's
-    mode (Extended Quota or Development Mode) is detected once and remembered. Unset fields come from the
-    environment through `spotify_pipeline.settings`; credentials are best given as ``dg.EnvVar`` so they are
-    never stored in run config (see `spotify_resource_from_env`).
+    mode (Extended Quota or Development Mode) is detected once and remembered. A run sends at most
+    ``SPOTIFY_RUN_REQUEST_BUDGET`` Web API requests, counted once for all its step processes; scheduled runs
+    leave the day's on-demand reserve (``SPOTIFY_ON_DEMAND_RESERVE``) to runs of the on-demand job. Unset
+    fields come from the environment through `spotify_pipeline.settings`; credentials are best given as
+    ``dg.EnvVar`` so they are never stored in run config (see `spotify_resource_from_env`).
     """
 
     client_id: str | None = Field(default=None, description="Spotify app client id (SPOTIFY_CLIENT_ID).")
@@ -71,6 +85,9 @@ class SpotifyResource(dg.ConfigurableResource):
     app_mode: str = Field(
         default="auto", description="'auto' detects Extended Quota vs Development Mode; or force one of them."
     )
+    run_request_budget: int | None = Field(
+        default=None, description="Web API requests one run may send (SPOTIFY_RUN_REQUEST_BUDGET)."
+    )
     forward_logs_to_dagster: bool = Field(
         default=True, description="Copy the client's INFO+ log lines (redacted) into the run's event log."
     )
@@ -80,6 +97,8 @@ class SpotifyResource(dg.ConfigurableResource):
     _metrics: Metrics | None = PrivateAttr(default=None)
     _handler: logging.Handler | None = PrivateAttr(default=None)
     _run_id: str | None = PrivateAttr(default=None)
+    _on_demand_run: bool = PrivateAttr(default=False)
+    _budget: RequestBudget | None = PrivateAttr(default=None)
     _saved_level: int | None = PrivateAttr(default=None)
 
     # -- configuration -------------------------------------------------------------------------------
@@ -107,6 +126,7 @@ class SpotifyResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = getattr(context, "run", None)
         self._run_id = run.run_id if run is not None else None
+        self._on_demand_run = run is not None and run.tags.get(JOB_TAG) == ON_DEMAND_JOB
         if self.forward_logs_to_dagster and context.log is not None:
             logger = logging.getLogger(LOGGER_NAME)
             self._handler = _DagsterLogHandler(context.log)
@@ -129,6 +149,10 @@ class SpotifyResource(dg.ConfigurableResource):
         self._client = None
         self._user_clients = {}
         self._metrics = None
+        close = getattr(self._budget, "close", None)
+        if close is not None:
+            close()
+        self._budget = None
 
     # -- what assets use -------------------------------------------------------------------------------
     def _run_metrics(self) -> Metrics:
@@ -146,10 +170,34 @@ class SpotifyResource(dg.ConfigurableResource):
             ensure_emulator(config.api_base_url, mode=settings.spotify_emulator, window_limit=window_limit)
         return config
 
+    def budget_total(self, settings: Settings | None = None) -> int:
+        """The requests one run may send: this resource's ``run_request_budget``, else the settings'."""
+        if self.run_request_budget is not None:
+            if self.run_request_budget <= 0:
+                raise dg.Failure(f"run_request_budget must be a positive whole number, got {self.run_request_budget}")
+            return self.run_request_budget
+        return (settings or get_settings()).run_request_budget
+
+    def request_budget(self) -> RequestBudget:
+        """The run's request budget, shared by every client and step process of the run (see
+        `spotify_pipeline.spotify.budget`); runs of the on-demand job may draw on the day's on-demand reserve."""
+        if self._budget is None:
+            settings = get_settings()
+            self._budget = open_request_budget(
+                self.client_config(settings),
+                self.budget_total(settings),
+                run_id=self._run_id,
+                reserve=0.0 if self._on_demand_run else settings.spotify_on_demand_reserve,
+            )
+        return self._budget
+
     def get_client(self) -> SpotifyClient:
-        """The run's app client (built on first use; one per run and process, so metrics are per run)."""
+        """The run's app client (built on first use; one per run and process, so metrics are per run), spending
+        from the run's request budget."""
         if self._client is None:
-            self._client = build_client(self._checked_config(), run_id=self._run_id, metrics=self._run_metrics())
+            self._client = build_client(
+                self._checked_config(), run_id=self._run_id, metrics=self._run_metrics(), budget=self.request_budget()
+            )
         return self._client
 
     def get_user_client(self, account: str, store: TokenStore) -> UserSpotifyClient:

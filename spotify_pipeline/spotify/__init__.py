@@ -10,6 +10,15 @@ Typical use::
     rows = client.metrics.snapshot(run_id="...")
 """
 
+from spotify_pipeline.spotify.budget import (
+    CappedRequestBudget,
+    DayPool,
+    InProcessRequestBudget,
+    RedisRequestBudget,
+    RequestBudget,
+    SQLiteRequestBudget,
+    open_request_budget,
+)
 from spotify_pipeline.spotify.cache import Cache, InMemoryCache, RedisCache, track_key
 from spotify_pipeline.spotify.capabilities import Capabilities
 from spotify_pipeline.spotify.client import SpotifyClient, build_client
@@ -17,8 +26,10 @@ from spotify_pipeline.spotify.clock import Clock, FakeClock, SystemClock
 from spotify_pipeline.spotify.config import SpotifyClientConfig
 from spotify_pipeline.spotify.errors import (
     RateLimiterUnavailable,
+    RequestBudgetUnavailable,
     SpotifyAuthError,
     SpotifyBadRequest,
+    SpotifyBudgetExhausted,
     SpotifyConfigError,
     SpotifyConnectionError,
     SpotifyError,
@@ -43,23 +54,31 @@ __all__ = [
     "Artist",
     "Cache",
     "Capabilities",
+    "CappedRequestBudget",
     "Clock",
+    "DayPool",
     "FakeClock",
     "Image",
     "InMemoryCache",
     "InProcessRateLimiter",
+    "InProcessRequestBudget",
     "Metrics",
     "RateLimiter",
     "RateLimiterUnavailable",
     "RedactionFilter",
     "RedisCache",
     "RedisRateLimiter",
+    "RedisRequestBudget",
+    "RequestBudget",
+    "RequestBudgetUnavailable",
     "SQLiteCache",
+    "SQLiteRequestBudget",
     "SearchPage",
     "SimplifiedAlbum",
     "SimplifiedArtist",
     "SpotifyAuthError",
     "SpotifyBadRequest",
+    "SpotifyBudgetExhausted",
     "SpotifyClient",
     "SpotifyClientConfig",
     "SpotifyConfigError",
@@ -79,5 +98,6 @@ __all__ = [
     "USAGE_COLUMNS",
     "build_client",
     "install_redaction",
+    "open_request_budget",
     "track_key",
 ]

@@ -1,14 +1,17 @@
 """`SpotifyClient`: the facade composing transport, auth, limiter, retry, cache, capabilities and metrics.
 
 Build one with `build_client(config_or_settings)`; it picks Redis backends whenever ``redis_url`` is set
-(shared limiter, cache and token across processes) and in-process ones otherwise.
+(shared limiter, cache and token across processes) and in-process ones otherwise. Given a `RequestBudget`
+(``budget=``), the client spends one request from it before every Web API request it sends and raises
+`SpotifyBudgetExhausted`, sending nothing, once it is spent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,11 +19,13 @@ from typing import Any
 import requests
 
 from spotify_pipeline.spotify.auth import ClientCredentialsAuth
+from spotify_pipeline.spotify.budget import BudgetGate, RequestBudget
 from spotify_pipeline.spotify.cache import KEY_VERSION, Cache, InMemoryCache, RedisCache, redis_client, track_key
 from spotify_pipeline.spotify.capabilities import Capabilities
 from spotify_pipeline.spotify.clock import Clock, SystemClock
 from spotify_pipeline.spotify.config import SpotifyClientConfig
 from spotify_pipeline.spotify.errors import (
+    SpotifyBudgetExhausted,
     SpotifyConfigError,
     SpotifyForbidden,
     SpotifyNotFound,
@@ -66,6 +71,7 @@ class SpotifyClient:
         retry: RetryPolicy,
         metrics: Metrics,
         clock: Clock | None = None,
+        budget_gate: BudgetGate | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -74,6 +80,8 @@ class SpotifyClient:
         self.retry = retry
         self.metrics = metrics
         self.clock = clock or SystemClock()
+        # The gate the transport asks before each request (`build_client` wires both to the same one).
+        self._budget_gate = budget_gate or BudgetGate()
         self._caps: Capabilities | None = None
         self._caps_lock = threading.Lock()
         if config.app_mode != "auto":
@@ -98,6 +106,21 @@ class SpotifyClient:
                 raise
 
         return self.retry.call(once, endpoint=endpoint)
+
+    # -- request budget ----------------------------------------------------------------------------------
+    @property
+    def budget(self) -> RequestBudget | None:
+        """The budget this client's Web API requests are spent from (None: no budget), narrowed inside a
+        `spending_limit` block."""
+        return self._budget_gate.budget
+
+    @contextlib.contextmanager
+    def spending_limit(self, requests: int) -> Iterator[RequestBudget]:
+        """Within the block, at most ``requests`` more Web API requests, each still granted by the budget;
+        past it the client raises `SpotifyBudgetExhausted`. One step's share of a run's budget. Not for a
+        client that other threads use for other work meanwhile."""
+        with self._budget_gate.limit(requests) as limited:
+            yield limited
 
     # -- capabilities ------------------------------------------------------------------------------------
     @property
@@ -179,13 +202,17 @@ class SpotifyClient:
         self._store({track_id: track})
         return track
 
-    def get_tracks(self, ids: Iterable[str], need_fresh_popularity: bool = False) -> dict[str, Track | None]:
+    def get_tracks(
+        self, ids: Iterable[str], need_fresh_popularity: bool = False, *, until_budget_spent: bool = False
+    ) -> dict[str, Track | None]:
         """Tracks keyed by the requested id (``None``: Spotify has no such track), in request order.
 
         Cached tracks are answered without a request; only the missing ones are fetched (batches of 50 in
         Extended Quota mode, one request per id in Development Mode). With ``need_fresh_popularity``, cached
         tracks whose popularity is older than the popularity TTL are fetched again too (when the app can see
-        popularity at all).
+        popularity at all). With ``until_budget_spent``, a spent request budget ends the read instead of
+        raising `SpotifyBudgetExhausted`: the tracks read so far are returned (and cached), the ids not
+        reached are left out of the result.
         """
         wanted = list(dict.fromkeys(i for i in ids if i))
         if not wanted:
@@ -210,14 +237,24 @@ class SpotifyClient:
                 result[track_id] = track
         self.metrics.record_cache(EP_TRACKS, hits=len(result), misses=len(missing))
         if missing:
-            fetched = self._stamped(self._fetch_tracks(missing))
-            self._store({k: v for k, v in fetched.items() if v is not None})
-            result.update(fetched)
+            fetched: dict[str, Track | None] = {}
+            stop: SpotifyBudgetExhausted | None = None
+            try:
+                self._fetch_tracks(missing, fetched)
+            except SpotifyBudgetExhausted as exc:
+                stop = exc
+            result.update(self._store_fetched(fetched))  # paid for: cached even when the caller hears of a stop
+            if stop is not None:
+                if not until_budget_spent:
+                    raise stop
+                log.info("request budget spent: %d of %d tracks not read", len(missing) - len(fetched), len(wanted))
+        if until_budget_spent:
+            return {i: result[i] for i in wanted if i in result}
         return {i: result.get(i) for i in wanted}
 
-    def _fetch_tracks(self, ids: Sequence[str]) -> dict[str, Track | None]:
+    def _fetch_tracks(self, ids: Sequence[str], out: dict[str, Track | None]) -> None:
+        """Fetch `ids` into `out` as they arrive (so what came before an error is kept there)."""
         caps = self._caps or self._known_capabilities()
-        out: dict[str, Track | None] = {}
         rest = list(ids)
         if caps is None:  # the first batch call doubles as the mode probe
             with self._caps_lock:
@@ -262,7 +299,6 @@ class SpotifyClient:
                 if track.popularity is not None and caps.source != "configured":
                     # Development Mode never sends popularity: the app has Extended Quota (again).
                     caps = self._remember(Capabilities.for_mode("extended"))
-        return out
 
     def _fetch_batch(self, ids: Sequence[str]) -> dict[str, Track | None]:
         body = self._get("tracks", endpoint=EP_TRACKS, params={"ids": ",".join(ids)})
@@ -292,6 +328,12 @@ class SpotifyClient:
             return None
         fetched_at = entry.get("fetched_at")
         return replace(track, fetched_at=float(fetched_at) if isinstance(fetched_at, int | float) else None)
+
+    def _store_fetched(self, fetched: dict[str, Track | None]) -> dict[str, Track | None]:
+        """Tracks just received, stamped with their arrival time and cached (those Spotify has)."""
+        stamped = self._stamped(fetched)
+        self._store({k: v for k, v in stamped.items() if v is not None})
+        return stamped
 
     def _stamped(self, tracks: dict[str, Track | None]) -> dict[str, Track | None]:
         """Tracks just received from Spotify, stamped with the time they arrived."""
@@ -375,6 +417,7 @@ def build_client(
     clock: Clock | None = None,
     run_id: str | None = None,
     auth: TokenSource | None = None,
+    budget: RequestBudget | None = None,
 ) -> SpotifyClient:
     """A ready client from a `SpotifyClientConfig` or a `spotify_pipeline.settings.Settings`.
 
@@ -385,6 +428,9 @@ def build_client(
     Missing credentials raise `SpotifyConfigError` naming SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET.
     ``auth`` replaces the app's Client Credentials token with another token source (a user's tokens, see
     `spotify_pipeline.spotify.user_client.build_user_client`); the client id alone is then required.
+    ``budget`` (see `spotify_pipeline.spotify.budget.open_request_budget`) caps the Web API requests the client
+    sends: one is spent before each, once the rate limiter gave its slot (so every request spent is a request
+    sent), and `SpotifyBudgetExhausted` is raised, with nothing sent, when none is left. None: no budget.
     """
     if config is None:
         config = SpotifyClientConfig()
@@ -432,12 +478,18 @@ def build_client(
             observer=lambda endpoint, latency, status: metrics.record_request(endpoint, latency, status=status),
         )
     max_block = float(config.max_retry_after_s)
+    gate = BudgetGate(budget)
+
+    def before_request() -> None:
+        limiter.acquire(max_block_s=max_block)
+        gate.spend_one()
+
     transport = Transport(
         config.api_base_url,
         auth,
         session=session,
         timeout=config.timeout,
-        before_request=lambda: limiter.acquire(max_block_s=max_block),
+        before_request=before_request,
         observer=lambda endpoint, latency, status: metrics.record_request(endpoint, latency, status=status),
     )
     retry = RetryPolicy(
@@ -450,7 +502,14 @@ def build_client(
         on_retry=lambda endpoint, exc, wait: metrics.record_retry(endpoint),
     )
     return SpotifyClient(
-        config, transport=transport, limiter=limiter, cache=cache, retry=retry, metrics=metrics, clock=sys_clock
+        config,
+        transport=transport,
+        limiter=limiter,
+        cache=cache,
+        retry=retry,
+        metrics=metrics,
+        clock=sys_clock,
+        budget_gate=gate,
     )
 
 

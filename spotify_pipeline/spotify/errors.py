@@ -20,6 +20,29 @@ class RateLimiterUnavailable(SpotifyError):
     """The shared rate limiter's backend (Redis) is unreachable and no local fallback is configured."""
 
 
+class RequestBudgetUnavailable(SpotifyError):
+    """The run's shared request budget (Redis, or the local ledger file) cannot be read or spent, and no local
+    fallback is configured: the budget every process of the run shares cannot be enforced."""
+
+
+class SpotifyBudgetExhausted(SpotifyError):
+    """The run's request budget (or the share of it a step was given) is spent: no request was sent.
+
+    Not a failure of the run: the caller stops this work, keeps what it did and ends successfully; what is
+    left stays in the backlog for the next run. ``budget`` is the limit that ran out, ``spent`` what it had
+    granted.
+    """
+
+    def __init__(self, *, budget: int, spent: int, endpoint: str | None = None) -> None:
+        where = f"{endpoint}: " if endpoint else ""
+        super().__init__(
+            f"{where}the request budget of {budget} Web API requests is spent ({spent} granted): not sent"
+        )
+        self.budget = budget
+        self.spent = spent
+        self.endpoint = endpoint
+
+
 class SpotifyConnectionError(SpotifyError):
     """The request never got an HTTP answer: connection refused/reset, DNS failure or timeout (retryable).
 

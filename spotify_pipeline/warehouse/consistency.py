@@ -1,13 +1,15 @@
 """Coverage and consistency of what the daily enrichment wrote: the facts the asset checks judge.
 
-Each function answers one question a constraint cannot: did the day's raw pull cover every matched track, did
-the normalized catalogue take in every raw track, does the day's snapshot cover the matched tracks, do the
-Spotify columns of `songs` agree with the current matches. Plain SQL on both backends; no Dagster.
+Each function answers one question a constraint cannot: did the day's raw partition take in every track a pull
+read, did the normalized catalogue take in every raw track, does the day's snapshot hold every track a capture
+read and how much of the matched tracks it covers, do the Spotify columns of `songs` agree with the current
+matches. Plain SQL on both backends; no Dagster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -30,24 +32,16 @@ class Coverage:
         return 1.0 if self.expected == 0 else self.covered / self.expected
 
 
-def raw_coverage(conn: sa.Connection, pull_date: dt.date, endpoint: str) -> Coverage:
-    """Matched tracks with a raw row (found or 404) in the day's pull, against all matched tracks."""
-    expected, covered = conn.execute(
-        sa.text(
-            "SELECT count(DISTINCT m.track_id), count(DISTINCT r.request_key) FROM spotify_track_matches AS m "
-            "LEFT JOIN spotify_raw_responses AS r ON r.request_key = m.track_id AND r.pull_date = :d AND r.endpoint = :e"
-        ),
+def raw_keys_coverage(conn: sa.Connection, pull_date: dt.date, endpoint: str, keys: Sequence[str]) -> Coverage:
+    """Of `keys` (the requests a pull made), those with a row (found or 404) in the day's raw partition."""
+    present = _present(
+        conn,
+        "SELECT request_key FROM spotify_raw_responses WHERE pull_date = :d AND endpoint = :e AND request_key IN :keys",
         {"d": pull_date.isoformat(), "e": endpoint},
-    ).one()
-    missing = conn.execute(
-        sa.text(
-            "SELECT DISTINCT m.track_id FROM spotify_track_matches AS m WHERE NOT EXISTS ("
-            "SELECT 1 FROM spotify_raw_responses AS r WHERE r.request_key = m.track_id AND r.pull_date = :d "
-            "AND r.endpoint = :e) ORDER BY m.track_id LIMIT :n"
-        ),
-        {"d": pull_date.isoformat(), "e": endpoint, "n": SAMPLE_SIZE},
-    ).scalars().all()
-    return Coverage(int(expected), int(covered), list(missing))
+        keys,
+    )
+    missing = sorted(set(keys) - present)
+    return Coverage(len(set(keys)), len(set(keys)) - len(missing), missing[:SAMPLE_SIZE])
 
 
 def oldest_raw_fetch(conn: sa.Connection, pull_date: dt.date, endpoint: str) -> dt.datetime | None:
@@ -99,6 +93,29 @@ def snapshot_coverage(conn: sa.Connection, snapshot_date: dt.date) -> Coverage:
         {"d": snapshot_date.isoformat(), "n": SAMPLE_SIZE},
     ).scalars().all()
     return Coverage(int(expected), int(covered), list(missing))
+
+
+def snapshot_keys_coverage(conn: sa.Connection, snapshot_date: dt.date, track_ids: Sequence[str]) -> Coverage:
+    """Of `track_ids` (the tracks a capture read), those with a popularity snapshot on the day."""
+    present = _present(
+        conn,
+        "SELECT track_id FROM spotify_popularity_snapshots WHERE snapshot_date = :d AND track_id IN :keys",
+        {"d": snapshot_date.isoformat()},
+        track_ids,
+    )
+    missing = sorted(set(track_ids) - present)
+    return Coverage(len(set(track_ids)), len(set(track_ids)) - len(missing), missing[:SAMPLE_SIZE])
+
+
+def _present(conn: sa.Connection, query: str, params: dict[str, object], keys: Sequence[str]) -> set[str]:
+    """The `keys` a query with an expanding ``:keys`` parameter finds, asked in chunks (SQLite caps the
+    parameters of one statement)."""
+    statement = sa.text(query).bindparams(sa.bindparam("keys", expanding=True))
+    distinct = sorted(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(distinct), _IDS_PER_QUERY):
+        found.update(conn.execute(statement, {**params, "keys": distinct[start : start + _IDS_PER_QUERY]}).scalars())
+    return found
 
 
 def songs_agreeing_with_matches(conn: sa.Connection) -> Coverage:

@@ -55,6 +55,17 @@ def _expanding(statement: str, *names: str) -> sa.TextClause:
 
 # -- matching ---------------------------------------------------------------------------------------------
 
+#: SQL condition on `songs AS s`: the song may be tried by the matcher. It has no current match and no
+#: override, and no miss since `:retry_before` (a miss is searched again only after the retry delay).
+NEEDS_MATCH = """
+    NOT EXISTS (SELECT 1 FROM spotify_track_matches AS m WHERE m.song_id = s.id)
+    AND NOT EXISTS (SELECT 1 FROM spotify_match_overrides AS o WHERE o.song_id = s.id)
+    AND NOT EXISTS (
+        SELECT 1 FROM spotify_match_attempts AS a
+        WHERE a.song_id = s.id AND a.outcome <> 'matched' AND a.attempted_at >= :retry_before
+    )
+"""
+
 
 def songs_to_match(
     conn: sa.Connection, *, now: dt.datetime, miss_retry_days: float, song_ids: Sequence[int] | None = None
@@ -63,21 +74,15 @@ def songs_to_match(
 
     With `song_ids`, only those songs (an on-demand request), still skipping overridden ones.
     """
-    retry_before = now - dt.timedelta(days=miss_retry_days)
     scope = "AND s.id IN :song_ids" if song_ids else ""
     statement = f"""
         SELECT s.id, s.title, s.artist, s.album, s.duration_ms, s.isrc, s.release_year
         FROM songs AS s
-        WHERE NOT EXISTS (SELECT 1 FROM spotify_track_matches AS m WHERE m.song_id = s.id)
-          AND NOT EXISTS (SELECT 1 FROM spotify_match_overrides AS o WHERE o.song_id = s.id)
-          AND NOT EXISTS (
-              SELECT 1 FROM spotify_match_attempts AS a
-              WHERE a.song_id = s.id AND a.outcome <> 'matched' AND a.attempted_at >= :retry_before
-          )
+        WHERE {NEEDS_MATCH}
           {scope}
         ORDER BY s.id
     """
-    params: dict[str, Any] = {"retry_before": db_timestamp(conn, retry_before)}
+    params: dict[str, Any] = {"retry_before": db_timestamp(conn, now - dt.timedelta(days=miss_retry_days))}
     query = sa.text(statement)
     if song_ids:
         query = _expanding(statement, "song_ids")

@@ -75,6 +75,27 @@ class Pipeline:
             return [tuple(r) for r in conn.execute(sa.text(sql), params)]
 
 
+#: Run config of the daily job with Dagster's multiprocess executor, as production runs it.
+MULTIPROCESS = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
+
+
+def production_env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, emulator: Any, cache_path: Path, **extra: str
+) -> None:
+    """The environment a deployment runs the job in (settings read by every step process), on `emulator`."""
+    values = {
+        "DATABASE_URL": database_url,
+        "SPOTIFY_CLIENT_ID": emulator.client_id, "SPOTIFY_CLIENT_SECRET": emulator.client_secret,
+        "SPOTIFY_API_BASE_URL": emulator.api_base_url, "SPOTIFY_ACCOUNTS_BASE_URL": emulator.accounts_base_url,
+        "SPOTIFY_RATE_LIMIT_PER_MINUTE": "1000000", "SPOTIFY_CACHE_PATH": str(cache_path),
+        **extra,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    if "REDIS_URL" not in extra:
+        monkeypatch.delenv("REDIS_URL", raising=False)
+
+
 def make_pipeline(database_url: str, emulator: Any, cache_path: Path, catalogue: Path | None = None) -> Pipeline:
     """A migrated warehouse holding `catalogue` (default: the sample catalogue), wired to `emulator`."""
     engine = create_engine(database_url)

@@ -4,31 +4,19 @@ emulator's own counters are the truth that `spotify_api_usage` must add up to.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
 from spotify_pipeline.defs.partitions import utc_today
 from spotify_pipeline_tests.defs import production_job
-from spotify_pipeline_tests.defs.conftest import assert_usage_matches_spotify, make_pipeline
+from spotify_pipeline_tests.defs.conftest import (
+    MULTIPROCESS,
+    assert_usage_matches_spotify,
+    make_pipeline,
+    production_env,
+)
 
 MATCHED_IN_SAMPLE = 850
-MULTIPROCESS = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
-
-
-def _production_env(monkeypatch: pytest.MonkeyPatch, database_url: str, emulator, cache_path: Path, **extra: str) -> None:
-    values = {
-        "DATABASE_URL": database_url,
-        "SPOTIFY_CLIENT_ID": emulator.client_id, "SPOTIFY_CLIENT_SECRET": emulator.client_secret,
-        "SPOTIFY_API_BASE_URL": emulator.api_base_url, "SPOTIFY_ACCOUNTS_BASE_URL": emulator.accounts_base_url,
-        "SPOTIFY_RATE_LIMIT_PER_MINUTE": "1000000", "SPOTIFY_CACHE_PATH": str(cache_path),
-        **extra,
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    if "REDIS_URL" not in extra:
-        monkeypatch.delenv("REDIS_URL", raising=False)
 
 
 def run_daily_job(instance: dg.DagsterInstance) -> dg.ExecutionResult:
@@ -52,7 +40,7 @@ def test_multiprocess_cold_run_costs_the_minimum_and_a_warm_rerun_costs_nothing(
 ):
     emulator = emulator_factory(mode=mode, window_limit=None)
     pipeline = make_pipeline(sqlite_url, emulator, tmp_path / "cache.db")
-    _production_env(monkeypatch, sqlite_url, emulator, tmp_path / "cache.db")
+    production_env(monkeypatch, sqlite_url, emulator, tmp_path / "cache.db")
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         cold = run_daily_job(instance)
         stats = emulator.stats()

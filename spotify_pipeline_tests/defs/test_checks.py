@@ -37,7 +37,7 @@ def test_every_check_passes_on_a_clean_run(pipeline):
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
-def test_a_matched_track_missing_from_the_pull_fails_and_holds_back_the_catalogue(pipeline, monkeypatch):
+def test_a_track_read_but_missing_from_the_pull_fails_and_holds_back_the_catalogue(pipeline, monkeypatch):
     real = catalog_assets.land_raw_partition
 
     def drops_one(conn, day, endpoint, responses, **kwargs):
@@ -45,8 +45,9 @@ def test_a_matched_track_missing_from_the_pull_fails_and_holds_back_the_catalogu
 
     monkeypatch.setattr(catalog_assets, "land_raw_partition", drops_one)
     result = pipeline.materialize([*DAILY_ASSETS])
-    check = _check(result, "raw_covers_matched_tracks")
-    assert not check.passed and check.metadata["landed"].value == check.metadata["matched_tracks"].value - 1
+    check = _check(result, "raw_covers_planned_tracks")
+    assert check.metadata["tracks_read"].value > 0
+    assert not check.passed and check.metadata["landed"].value == check.metadata["tracks_read"].value - 1
     assert "spotify_catalog" not in _ran(result)  # blocking: nothing is normalized from a partial pull
 
 
@@ -55,11 +56,13 @@ def test_objects_older_than_the_track_ttl_make_the_pull_stale(pipeline):
     cache = SQLiteCache(str(pipeline.cache_path))
     with pipeline.engine.connect() as conn:
         track_ids = [r[0] for r in conn.exec_driver_sql("SELECT DISTINCT track_id FROM spotify_track_matches")]
-    two_days_ago = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).timestamp()
+    two_days = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
     for track_id in track_ids:  # a cache that kept serving entries past their age
         key = track_key(track_id, None)
         entry = cache.get(key)
-        cache.set(key, {**entry, "fetched_at": two_days_ago}, Settings().spotify_track_ttl_s)
+        cache.set(key, {**entry, "fetched_at": two_days.timestamp()}, Settings().spotify_track_ttl_s)
+    with pipeline.engine.begin() as conn:  # ... when the catalogue's copy is two days old: due for a refresh
+        conn.exec_driver_sql(f"UPDATE spotify_tracks SET fetched_at = '{two_days:%Y-%m-%d %H:%M:%S}'")
     result = pipeline.materialize([raw_spotify_tracks])
     check = _check(result, "raw_partition_fresh")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
@@ -74,7 +77,7 @@ def test_an_incomplete_snapshot_fails_and_holds_back_the_movers(pipeline, monkey
 
     monkeypatch.setattr(popularity_assets, "write_popularity_snapshot", keeps_half)
     result = pipeline.materialize([*DAILY_ASSETS])
-    check = _check(result, "snapshot_covers_matched_tracks")
+    check = _check(result, "snapshot_covers_planned_tracks")
     assert not check.passed and check.metadata["coverage"].value == pytest.approx(0.5, abs=0.01)
     assert "spotify_popularity_movers" not in _ran(result)
     # Computed anyway from that snapshot (a backfill of the movers alone), the movers say they are partial.
@@ -110,8 +113,8 @@ def test_a_catalogue_missing_a_track_of_the_pull_fails(pipeline, monkeypatch):
 def test_check_results_belong_to_the_partition_they_judge(pipeline):
     result = pipeline.materialize([*DAILY_ASSETS])
     by_name = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    for name in ("raw_covers_matched_tracks", "raw_partition_fresh", "catalog_covers_raw_pull",
-                 "snapshot_covers_matched_tracks", "popularity_available"):
+    for name in ("raw_covers_planned_tracks", "raw_partition_fresh", "catalog_covers_raw_pull",
+                 "snapshot_covers_planned_tracks", "popularity_available"):
         assert by_name[name].partition == TODAY, name
 
 

@@ -126,13 +126,14 @@ def test_a_daily_run_for_another_day_is_refused_before_anything_is_written(pipel
     result = job.execute_in_process(partition_key=yesterday, raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert failure.step_key == "spotify_track_matches"  # the first step refuses, before it writes
+    assert failure.step_key == "spotify_refresh_plan"  # the first step refuses, before it plans or writes
     message = failure.event_specific_data.error.message
     assert f"this run targets {yesterday}" in message and "Nothing was written" in message
     for table in ("spotify_raw_responses", "spotify_popularity_snapshots"):
         assert pipeline.scalar(f"SELECT count(*) FROM {table} WHERE {_day_column(table)} = :y", y=yesterday) == 0
     assert table_fingerprint(pipeline.engine) == before
     assert pipeline.scalar("SELECT count(*) FROM spotify_match_attempts") == attempts
+    assert pipeline.scalar("SELECT count(*) FROM spotify_refresh_runs WHERE run_id = :r", r=result.run_id) == 0
     assert pipeline.emulator.stats()["total_requests"] == 0
 
 
@@ -282,16 +283,21 @@ def test_definitions_load_with_the_job_schedule_pool_and_checks():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"spotify_track_matches", "raw_spotify_tracks", "spotify_tracks", "spotify_artists", "spotify_albums",
             "spotify_popularity_snapshots", "songs_enriched", "songs_search", "spotify_popularity_movers"} <= keys
-    spotify_callers = {"spotify_track_matches", "raw_spotify_tracks", "spotify_popularity_snapshots"}
+    spotify_callers = {"spotify_refresh_plan", "spotify_track_matches", "raw_spotify_tracks",
+                       "spotify_popularity_snapshots"}
     for key in spotify_callers:
         assert graph.get(dg.AssetKey(key)).pools == {"spotify_api"}
+    # On-demand enrichment must not wait for a daily run that holds "spotify_api" for hours.
+    assert graph.get(dg.AssetKey("spotify_on_demand_enrichment")).pools == {"spotify_on_demand"}
     assert {c.name for c in graph.asset_check_keys} >= {
-        "match_rate_above_floor", "raw_covers_matched_tracks", "raw_partition_fresh", "catalog_covers_raw_pull",
-        "snapshot_covers_matched_tracks", "popularity_available", "songs_agree_with_matches",
+        "match_rate_above_floor", "raw_covers_planned_tracks", "raw_partition_fresh", "catalog_covers_raw_pull",
+        "snapshot_covers_planned_tracks", "popularity_available", "songs_agree_with_matches",
     }
     blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
-    assert blocking == {"raw_covers_matched_tracks", "catalog_covers_raw_pull", "snapshot_covers_matched_tracks",
+    assert blocking == {"raw_covers_planned_tracks", "catalog_covers_raw_pull", "snapshot_covers_planned_tracks",
                         "songs_agree_with_matches"}
+    job_assets = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert {"spotify_refresh_plan", "spotify_refresh_backlog"} <= job_assets
     assert graph.get(dg.AssetKey("songs_enriched")).freshness_policy is not None
     assert defs.resolve_sensor_def("spotify_enrichment_requests").job_name == "spotify_on_demand_refresh"
 

@@ -6,37 +6,40 @@ import dagster as dg
 
 from spotify_pipeline.defs.catalog.landing import write_catalog
 from spotify_pipeline.defs.partitions import (
+    assets_in_run,
     daily_check,
     daily_partitions,
     partition_dates,
     require_capture_day,
     single_run_backfill,
 )
+from spotify_pipeline.defs.planning.plan import ensure_plan, read_tracks_within
 from spotify_pipeline.defs.resources import SpotifyResource
 from spotify_pipeline.defs.usage import UsageTracker
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
+from spotify_pipeline.planning import WorkKind
 from spotify_pipeline.settings import get_settings
 from spotify_pipeline.spotify import SpotifyResponseError, Track
+from spotify_pipeline.warehouse.backlog import RAW_TRACKS_ENDPOINT, planned_tracks, tracks_matched_since
 from spotify_pipeline.warehouse.consistency import (
     as_utc,
     catalog_coverage,
     oldest_raw_fetch,
-    raw_coverage,
+    raw_keys_coverage,
     songs_agreeing_with_matches,
     track_read_times,
 )
 from spotify_pipeline.warehouse.enrichment import (
     enrich_songs,
     land_raw_partition,
-    matched_tracks,
     raw_partition,
     search_view_summary,
     utc_now,
 )
 from spotify_pipeline.warehouse.migrations import applied, discover
 
-RAW_ENDPOINT = "tracks"
-RAW_COVERAGE_CHECK = "raw_covers_matched_tracks"
+RAW_ENDPOINT = RAW_TRACKS_ENDPOINT
+RAW_COVERAGE_CHECK = "raw_covers_planned_tracks"
 RAW_FRESHNESS_CHECK = "raw_partition_fresh"
 CATALOG_COVERAGE_CHECK = "catalog_covers_raw_pull"
 SONGS_CONSISTENCY_CHECK = "songs_agree_with_matches"
@@ -46,14 +49,14 @@ SONGS_CONSISTENCY_CHECK = "songs_agree_with_matches"
     group_name="spotify",
     kinds={"spotify", "sql"},
     partitions_def=daily_partitions,
-    deps=["spotify_track_matches"],
+    deps=["spotify_track_matches", "spotify_refresh_plan"],
     pool="spotify_api",
     backfill_policy=single_run_backfill,
     check_specs=[
         daily_check(
             RAW_COVERAGE_CHECK, "raw_spotify_tracks", blocking=True,
-            description="Fails (and holds back the normalized catalogue) when a matched track has no raw row, "
-            "found or not found, in the day's pull.",
+            description="Fails (and holds back the normalized catalogue) when a track this pull read, found or "
+            "not found, has no row in the day's raw partition.",
         ),
         daily_check(
             RAW_FRESHNESS_CHECK, "raw_spotify_tracks",
@@ -65,22 +68,29 @@ SONGS_CONSISTENCY_CHECK = "songs_agree_with_matches"
 def raw_spotify_tracks(
     context: dg.AssetExecutionContext, spotify: SpotifyResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """Spotify track objects of every matched song, as Spotify returned them, per UTC pull date.
+    """Spotify track objects, as Spotify returned them, per UTC pull date: what the day's runs read.
 
-    Lands in `spotify_raw_responses` (endpoint `tracks`, one row per requested track id; status 404 with
-    no body when Spotify no longer has the track). `fetched_at` is when Spotify sent the object: reads go
-    through the client's cache (24 h), so a re-run the same day costs no requests and lands the same times.
-    A capture asset: only today's partition can be materialized. Re-materializing it replaces it in one
-    transaction: readers see the old partition or the new one, never a mix.
+    Reads the stale tracks the run's plan chose (metadata older than the track TTL or never read, stalest
+    first), then the tracks this run just matched, within what the run's request budget has left but for
+    the popularity capture's planned share; what it does not reach waits for the next run (a match not read
+    yet is first in line there). Lands in
+    `spotify_raw_responses` (endpoint `tracks`, one row per track read; status 404 with no body when Spotify
+    no longer has the track), added to what earlier runs of the day landed, in one transaction. `fetched_at`
+    is when Spotify sent the object. A capture asset: only today's partition can be materialized.
     """
     dates = partition_dates(context)
     require_capture_day(dates, "raw_spotify_tracks")
     usage = UsageTracker(context, spotify, warehouse)
     engine = warehouse.engine
+    plan = ensure_plan(context, spotify, warehouse)
     with engine.connect() as conn:
-        track_ids = sorted({track_id for _, track_id in matched_tracks(conn)})
-    client = spotify.get_client()
-    tracks = client.get_tracks(track_ids)
+        new_matches = tracks_matched_since(conn, plan.planned_at)
+        stale = planned_tracks(conn, context.run.run_id, WorkKind.STALE_METADATA)
+    # The plan's stale tracks first: their share is what keeps them from waiting behind new matches for ever.
+    wanted = list(dict.fromkeys([*stale, *new_matches]))
+    # Whatever the run has left, but the popularity capture's share, which runs after this step.
+    allowance = max(0, spotify.request_budget().remaining() - plan.planned_requests(WorkKind.POPULARITY))
+    read = read_tracks_within(spotify.get_client(), wanted, allowance=allowance)
     pulled_at = utc_now()
     responses = [
         {
@@ -89,32 +99,39 @@ def raw_spotify_tracks(
             "fetched_at": track.fetched_at_utc(default=pulled_at) if track is not None else pulled_at,
             "body": track.raw if track is not None else None,
         }
-        for track_id, track in tracks.items()
+        for track_id, track in read.tracks.items()
     ]
     day = dates[0]
     with engine.begin() as conn:
-        land_raw_partition(conn, day, RAW_ENDPOINT, responses)
+        land_raw_partition(conn, day, RAW_ENDPOINT, responses, replace=False)
     with engine.connect() as conn:
-        coverage = raw_coverage(conn, day, RAW_ENDPOINT)
+        coverage = raw_keys_coverage(conn, day, RAW_ENDPOINT, list(read.tracks))
         oldest = oldest_raw_fetch(conn, day, RAW_ENDPOINT)
+    if read.deferred:
+        context.log.info(f"{len(read.deferred)} of {len(wanted)} tracks left for the next run (request budget)")
     missing = sum(1 for r in responses if r["status"] == 404)
     max_age = dt.timedelta(seconds=get_settings().spotify_track_ttl_s)
     oldest_age = pulled_at - oldest if oldest is not None else dt.timedelta(0)
     return dg.MaterializeResult(
         metadata={
             "pull_date": day.isoformat(),
-            "tracks_requested": len(track_ids),
+            "tracks_planned": len(stale),
+            "tracks_newly_matched": len(new_matches),
+            "tracks_requested": len(wanted),
             "tracks_landed": len(responses) - missing,
             "tracks_not_found": missing,
+            "tracks_deferred": len(read.deferred),
+            "requests_allowed": allowance,
+            "budget_exhausted": read.budget_exhausted,
             **usage.metadata(),
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name=RAW_COVERAGE_CHECK,
                 passed=coverage.covered == coverage.expected,
-                metadata={"matched_tracks": coverage.expected, "landed": coverage.covered,
+                metadata={"tracks_read": coverage.expected, "landed": coverage.covered,
                           "missing_sample": ", ".join(coverage.missing)},
-                description=f"{coverage.covered} of {coverage.expected} matched tracks in the {day} pull",
+                description=f"{coverage.covered} of the {coverage.expected} tracks read in the {day} pull",
             ),
             dg.AssetCheckResult(
                 check_name=RAW_FRESHNESS_CHECK,
@@ -149,12 +166,12 @@ def raw_spotify_tracks(
 )
 def spotify_catalog(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """The normalized Spotify catalogue: `spotify_tracks`, `spotify_artists`, `spotify_albums` and
-    `spotify_track_artists`, upserted from the day's raw partition.
+    `spotify_track_artists`, upserted from the day's raw partition (the tracks the day's runs read).
 
     A derived asset: it reads only what `raw_spotify_tracks` captured, so any captured day can be rebuilt
     offline with no request. The newest read of a track wins: rebuilding an older day fills in only what the
-    catalogue lacks or holds an older read of, so a backfill never rolls the catalogue back. Fields Spotify removed for Development Mode apps (popularity, followers,
-    genres, label) stay NULL, meaning "not available to this app". A raw body that is not a valid track
+    catalogue lacks or holds an older read of, so a backfill never rolls the catalogue back. Fields Spotify
+    removed for Development Mode apps (popularity, followers, genres, label) stay NULL, meaning "not available to this app". A raw body that is not a valid track
     object is skipped and counted (`bodies_skipped`), never loaded half-way.
     """
     engine = warehouse.engine
@@ -162,7 +179,9 @@ def spotify_catalog(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     with engine.connect() as conn:
         raw_by_day = {day: raw_partition(conn, day, RAW_ENDPOINT) for day in days}
     empty = [day.isoformat() for day, raw in raw_by_day.items() if not raw]
-    if empty:
+    # A pull of this run that found nothing due (everything fresh, or no budget) is a day with nothing to
+    # normalize; a day no pull ever captured cannot be rebuilt.
+    if empty and dg.AssetKey("raw_spotify_tracks") not in assets_in_run(context):
         raise dg.Failure(
             f"nothing was captured on {', '.join(empty)} (no raw_spotify_tracks rows): the catalogue of a day "
             "can only be rebuilt from that day's pull. Nothing was written."

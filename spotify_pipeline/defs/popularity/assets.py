@@ -13,22 +13,24 @@ from spotify_pipeline.defs.partitions import (
     require_capture_day,
     single_run_backfill,
 )
+from spotify_pipeline.defs.planning.plan import app_capabilities, ensure_plan, read_tracks_within
 from spotify_pipeline.defs.resources import SpotifyResource
 from spotify_pipeline.defs.usage import UsageTracker
 from spotify_pipeline.defs.warehouse_resource import WarehouseResource
-from spotify_pipeline.warehouse.consistency import snapshot_coverage
+from spotify_pipeline.planning import WorkKind
+from spotify_pipeline.warehouse.backlog import planned_tracks, tracks_read_without_snapshot
+from spotify_pipeline.warehouse.consistency import snapshot_coverage, snapshot_keys_coverage
 from spotify_pipeline.warehouse.enrichment import (
-    matched_tracks,
     popularity_frame,
     replace_movers,
     utc_now,
     write_popularity_snapshot,
 )
 
-SNAPSHOT_COVERAGE_CHECK = "snapshot_covers_matched_tracks"
+SNAPSHOT_COVERAGE_CHECK = "snapshot_covers_planned_tracks"
 POPULARITY_AVAILABLE_CHECK = "popularity_available"
-#: Spotify leaves popularity out of a track now and then; below this share the snapshot is incomplete and
-#: the day's movers would rank a part of the catalogue as if it were the whole.
+#: Spotify leaves popularity out of a track now and then; below this share of the tracks read a capture is
+#: incomplete (and of the matched tracks, the day's movers rank a part of the catalogue as if it were the whole).
 MIN_SNAPSHOT_COVERAGE = 0.95
 MOVERS_SHOWN = 10
 
@@ -38,14 +40,14 @@ MOVERS_SHOWN = 10
     kinds={"spotify", "sql"},
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
-    deps=["spotify_tracks"],
+    deps=["spotify_tracks", "spotify_refresh_plan"],
     pool="spotify_api",
     check_specs=[
         daily_check(
             SNAPSHOT_COVERAGE_CHECK, "spotify_popularity_snapshots", blocking=True,
             description=f"Fails (and holds back the movers) when fewer than {MIN_SNAPSHOT_COVERAGE:.0%} of the "
-            "matched tracks Spotify has got a popularity reading in the day's snapshot. Passes with nothing to "
-            "judge when the app cannot see popularity.",
+            "tracks this capture read from Spotify got a popularity reading in the day's snapshot. Passes with "
+            "nothing to judge when the app cannot see popularity.",
         ),
         daily_check(
             POPULARITY_AVAILABLE_CHECK, "spotify_popularity_snapshots",
@@ -57,49 +59,66 @@ MOVERS_SHOWN = 10
 def spotify_popularity_snapshots(
     context: dg.AssetExecutionContext, spotify: SpotifyResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """Spotify popularity (0-100) of every matched track, one row per track per UTC day, in
+    """Spotify popularity (0-100) of matched tracks, one row per track per UTC day, in
     `spotify_popularity_snapshots`.
 
-    A capture asset: Spotify only tells today's popularity, so only today's partition can be materialized;
-    any other day is refused before anything is written rather than invent history. Values are at most an
-    hour old (the popularity cache TTL) and `captured_at` is when Spotify sent them; the objects the raw pull
-    just fetched are reused, so this costs no request within the hour. Apps in Development Mode cannot see
-    popularity: then nothing is written or deleted, `popularity_available` is false and a WARN check says
-    so; a NULL is never stored in place of a value.
+    Captures the tracks read from Spotify today that have no reading yet (their objects carry popularity, so
+    this costs no request within the hour: the popularity cache TTL), then the tracks the run's plan chose
+    (no reading today, stalest then most popular first), within what the run's request budget has left; what
+    it does not reach waits for the next run. Readings are added to the day's snapshot. A capture asset:
+    Spotify only tells today's popularity, so only today's partition can be materialized; any other day is
+    refused before anything is written rather than invent history. `captured_at` is when Spotify sent the
+    value. Apps in Development Mode cannot see popularity: then no request is made, nothing is written or
+    deleted, `popularity_available` is false and a WARN check says so; a NULL is never stored in place of a
+    value.
     """
     days = partition_dates(context)
     require_capture_day(days, "spotify_popularity_snapshots")
     today = days[0]
     usage = UsageTracker(context, spotify, warehouse)
     engine = warehouse.engine
-    with engine.connect() as conn:
-        track_ids = sorted({t for _, t in matched_tracks(conn)})
     client = spotify.get_client()
-    tracks = client.get_tracks(track_ids, need_fresh_popularity=True)
-    available = client.capabilities.popularity
+    available = app_capabilities(client).popularity
+    wanted: list[str] = []
+    read_ids: list[str] = []
     written = 0
+    deferred = 0
     if available:
+        ensure_plan(context, spotify, warehouse)  # the run's plan, made here when the run has none yet
+        with engine.connect() as conn:
+            read_today = tracks_read_without_snapshot(conn, today)
+            planned = planned_tracks(conn, context.run.run_id, WorkKind.POPULARITY)
+        wanted = list(dict.fromkeys([*read_today, *planned]))
+        read = read_tracks_within(
+            client, wanted, allowance=spotify.request_budget().remaining(), need_fresh_popularity=True
+        )
+        deferred = len(read.deferred)
         now = utc_now()
         rows = [
             {"track_id": track_id, "popularity": track.popularity, "captured_at": track.fetched_at_utc(default=now)}
-            for track_id, track in tracks.items()
+            for track_id, track in read.tracks.items()
             if track is not None and track.popularity is not None
         ]
+        read_ids = [track_id for track_id, track in read.tracks.items() if track is not None]
         with engine.begin() as conn:
-            written = write_popularity_snapshot(conn, today, rows)
+            written = write_popularity_snapshot(conn, today, rows, replace=False)
+        if deferred:
+            context.log.info(f"{deferred} of {len(wanted)} tracks left for the next run (request budget)")
     else:
         # A belief about the app is no reason to touch what an earlier capture stored for today.
         context.log.warning(
             "this Spotify app cannot see popularity (Development Mode): today's snapshot is left as it is"
         )
     with engine.connect() as conn:
+        captured = snapshot_keys_coverage(conn, today, read_ids)
         coverage = snapshot_coverage(conn, today)
-    complete = not available or coverage.share >= MIN_SNAPSHOT_COVERAGE
+    complete = not available or captured.share >= MIN_SNAPSHOT_COVERAGE
     return dg.MaterializeResult(
         metadata={
             "snapshot_date": today.isoformat(),
             "rows": written,
-            "tracks": len(track_ids),
+            "tracks": len(wanted),
+            "tracks_deferred": deferred,
             "coverage": round(coverage.share, 4),
             "popularity_available": available,
             **usage.metadata(),
@@ -108,8 +127,8 @@ def spotify_popularity_snapshots(
             dg.AssetCheckResult(
                 check_name=SNAPSHOT_COVERAGE_CHECK,
                 passed=complete,
-                metadata={"matched_tracks": coverage.expected, "snapshotted": coverage.covered,
-                          "coverage": round(coverage.share, 4), "missing_sample": ", ".join(coverage.missing)},
+                metadata={"tracks_read": captured.expected, "snapshotted": captured.covered,
+                          "coverage": round(captured.share, 4), "missing_sample": ", ".join(captured.missing)},
                 description=None if available else "popularity unavailable to this app: nothing to judge",
             ),
             dg.AssetCheckResult(

@@ -1,0 +1,1 @@
+"""Request budgets: each run plans what its Spotify requests are spent on, and reports the backlog it leaves."""

@@ -48,21 +48,21 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import redis
 
 from spotify_pipeline.spotify.clock import Clock, SystemClock
+from spotify_pipeline.spotify.sqlite_cache import committed, retry_while_busy
 from spotify_pipeline.spotify.cache import redis_client
 from spotify_pipeline.spotify.config import SpotifyClientConfig, redact_url
 from spotify_pipeline.spotify.errors import RequestBudgetUnavailable, SpotifyBudgetExhausted
 from spotify_pipeline.spotify.logs import get_logger
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 #: A run's ledger is kept this long after its last spend (a run, even a long one, is over by then).
 RUN_KEY_TTL_S = 7 * 86_400
@@ -436,10 +436,10 @@ class SQLiteRequestBudget(_SharedRequestBudget):
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            self._until_not_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            retry_while_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), self._busy_timeout_s)
             if conn.execute("PRAGMA user_version").fetchone()[0] != _SQLITE_SCHEMA_VERSION:
                 conn.execute("BEGIN IMMEDIATE")
-                with self._transaction(conn):
+                with committed(conn):
                     for statement in _SCHEMA:
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {_SQLITE_SCHEMA_VERSION}")
@@ -451,34 +451,11 @@ class SQLiteRequestBudget(_SharedRequestBudget):
             self._conns.append(conn)
         return conn
 
-    def _until_not_busy(self, op: Callable[[], T]) -> T:
-        """Switching to WAL needs a moment alone with the file: retry while another connection holds it."""
-        deadline = time.monotonic() + self._busy_timeout_s
-        while True:
-            try:
-                return op()
-            except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
-                if not busy or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
-
-    @contextlib.contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-
     def _spend(self, n: int, run_key: str, day_key: str) -> tuple[int, int]:
         conn = self._conn()
         now = self._clock.time()
         conn.execute("BEGIN IMMEDIATE")  # the read and the writes below are one step for every process
-        with self._transaction(conn):
+        with committed(conn):
             spent = self._counter(conn, run_key, now)
             day_spent = self._counter(conn, day_key, now) if self.pool is not None else 0
             grant = min(n, self.total - spent)

@@ -31,13 +31,15 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from spotify_pipeline.spotify.cache import InMemoryCache, decode_value, encode_value, iter_chunks
 from spotify_pipeline.spotify.clock import Clock, SystemClock
 from spotify_pipeline.spotify.logs import get_logger
+
+T = TypeVar("T")
 
 log = get_logger(__name__)
 
@@ -85,6 +87,32 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     if code is not None:
         return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def retry_while_busy(op: Callable[[], T], timeout_s: float) -> T:
+    """Run ``op``, retrying for up to ``timeout_s`` while another connection holds a lock SQLite's busy
+    handler does not wait for (switching to WAL needs a moment alone with the file)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return op()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def committed(conn: sqlite3.Connection) -> Iterator[None]:
+    """Commit if the block (which starts with BEGIN IMMEDIATE) succeeds, roll back otherwise."""
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 class SQLiteCache:
@@ -148,29 +176,11 @@ class SQLiteCache:
             self._conns.append(conn)
         return conn
 
-    def _retry_busy(self, op: Any) -> Any:
-        """Run ``op``, retrying while another connection holds a lock the busy handler does not wait for
-        (switching to WAL needs a moment alone with the file)."""
-        deadline = time.monotonic() + self._busy_timeout_s
-        while True:
-            try:
-                return op()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
+    def _retry_busy(self, op: Callable[[], T]) -> T:
+        return retry_while_busy(op, self._busy_timeout_s)
 
-    @contextlib.contextmanager
-    def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """Commit if the block (which starts with BEGIN IMMEDIATE) succeeds, roll back otherwise."""
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+    def _write(self, conn: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
+        return committed(conn)
 
     def _degraded(self, op: str, exc: Exception) -> None:
         now = time.monotonic()
